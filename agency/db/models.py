@@ -1,0 +1,204 @@
+"""Platform database tables (SQLAlchemy 2 typed declarative), portable to SQLite and PostgreSQL.
+
+JSON columns are replaced, not mutated in place: assign a new list/dict so the change is saved.
+Timestamps are timezone-aware UTC on both backends (see :class:`UtcDateTime`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+ClientStatus = Literal["active", "suspended"]
+UserRole = Literal["client", "agency"]
+ActivationStatus = Literal["active", "paused", "inactive"]
+
+CLIENT_STATUSES: tuple[ClientStatus, ...] = ("active", "suspended")
+USER_ROLES: tuple[UserRole, ...] = ("client", "agency")
+ACTIVATION_STATUSES: tuple[ActivationStatus, ...] = ("active", "paused", "inactive")
+
+# Named constraints make alembic migrations identical on every backend and every run.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware in UTC."""
+    return datetime.now(UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """``DateTime(timezone=True)`` that always stores and returns aware UTC datetimes.
+
+    SQLite keeps no offset, so naive values read back are UTC by construction; naive values
+    written are rejected rather than guessed.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: pass a timezone-aware datetime")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every platform table; ``Base.metadata`` is alembic's target."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Client(Base):
+    """A customer of the agency; ``slug`` names it in URLs, deployments and secret paths."""
+
+    __tablename__ = "clients"
+    __table_args__ = (CheckConstraint(_in("status", CLIENT_STATUSES), name="status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    contact_emails: Mapped[list[str]] = mapped_column(JSON, default=list)
+    status: Mapped[ClientStatus] = mapped_column(String(16), default="active")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+    users: Mapped[list[User]] = relationship(back_populates="client")
+    activations: Mapped[list[Activation]] = relationship(back_populates="client")
+
+
+class User(Base):
+    """A person who signs in: a client user (``client_id`` set) or agency staff (``None``)."""
+
+    __tablename__ = "users"
+    __table_args__ = (CheckConstraint(_in("role", USER_ROLES), name="role"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_id: Mapped[int | None] = mapped_column(
+        ForeignKey("clients.id", ondelete="CASCADE"), index=True
+    )
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[UserRole] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+    client: Mapped[Client | None] = relationship(back_populates="users")
+
+
+class Activation(Base):
+    """One client's use of one workflow; the current state, with its history in ``versions``."""
+
+    __tablename__ = "activations"
+    __table_args__ = (
+        UniqueConstraint("client_id", "workflow"),
+        CheckConstraint(_in("status", ACTIVATION_STATUSES), name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
+    workflow: Mapped[str] = mapped_column(String(64))
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    cron: Mapped[str | None] = mapped_column(String(120))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    status: Mapped[ActivationStatus] = mapped_column(String(16), default="active")
+    deployment_id: Mapped[str | None] = mapped_column(String(36))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    workflow_version: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+    client: Mapped[Client] = relationship(back_populates="activations")
+    versions: Mapped[list[ActivationVersion]] = relationship(
+        back_populates="activation",
+        order_by="ActivationVersion.version",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+    )
+
+
+class ActivationVersion(Base):
+    """An immutable snapshot of an activation, written on every change; the roll-back source."""
+
+    __tablename__ = "activation_versions"
+    __table_args__ = (
+        UniqueConstraint("activation_id", "version"),
+        CheckConstraint(_in("status", ACTIVATION_STATUSES), name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    activation_id: Mapped[int] = mapped_column(ForeignKey("activations.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    cron: Mapped[str | None] = mapped_column(String(120))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    workflow_version: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[ActivationStatus] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(320))
+
+    activation: Mapped[Activation] = relationship(back_populates="versions")
+
+
+class AuditLog(Base):
+    """Who did what to which target; written by the service layer for every change."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(320))
+    # SET NULL keeps the trail readable after a client row is removed; ``target`` still names it.
+    client_id: Mapped[int | None] = mapped_column(
+        ForeignKey("clients.id", ondelete="SET NULL"), index=True
+    )
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(200))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class LlmUsage(Base):
+    """Tokens spent by one LLM call; ``client`` is a slug so workers need no client lookup."""
+
+    __tablename__ = "llm_usage"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    client: Mapped[str] = mapped_column(String(64), index=True)
+    workflow: Mapped[str | None] = mapped_column(String(64))
+    flow_run_id: Mapped[str | None] = mapped_column(String(36))
+    model: Mapped[str] = mapped_column(String(128))
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    total_tokens: Mapped[int] = mapped_column(Integer, default=0)

@@ -1,0 +1,58 @@
+"""Prefect Block types and secret stores for client credentials.
+
+``prefect block register -m blocks`` registers every block type defined here.
+"""
+
+from blocks.client_credential import ClientCredential
+from blocks.kinds import (
+    CREDENTIAL_KINDS,
+    CredentialModel,
+    HttpAuthCredential,
+    OpenAICredential,
+    PostgresCredential,
+    S3Credential,
+    SlackWebhookCredential,
+    SmtpCredential,
+    kind_model,
+    parse_credential,
+)
+from blocks.registry import (
+    delete_credential,
+    get_secret_store,
+    list_credentials,
+    load_credential,
+    save_credential,
+    vault_connection_from_settings,
+)
+from blocks.stored_secret import StoredSecret
+from blocks.stores.base import SecretStore, StoredSecretRef
+from blocks.stores.embedded import PrefectBlockSecretStore
+from blocks.stores.vault import VaultSecretStore, client_policy
+from blocks.vault_connection import VaultConnection
+
+__all__ = [
+    "CREDENTIAL_KINDS",
+    "ClientCredential",
+    "CredentialModel",
+    "HttpAuthCredential",
+    "OpenAICredential",
+    "PostgresCredential",
+    "PrefectBlockSecretStore",
+    "S3Credential",
+    "SecretStore",
+    "SlackWebhookCredential",
+    "SmtpCredential",
+    "StoredSecret",
+    "StoredSecretRef",
+    "VaultConnection",
+    "VaultSecretStore",
+    "client_policy",
+    "delete_credential",
+    "get_secret_store",
+    "kind_model",
+    "list_credentials",
+    "load_credential",
+    "parse_credential",
+    "save_credential",
+    "vault_connection_from_settings",
+]

@@ -1,0 +1,29 @@
+"""Naming rules shared by blocks, stores and services."""
+
+from __future__ import annotations
+
+import re
+
+from agency.errors import InputInvalid
+
+SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+
+
+def check_slug(value: str, what: str) -> str:
+    """Return ``value`` if it is a lowercase slug (letters, digits, inner dashes), else raise."""
+    if not SLUG_RE.match(value or ""):
+        raise InputInvalid(
+            f"Invalid {what} '{value}': use 1-64 lowercase letters, digits and inner dashes."
+        )
+    return value
+
+
+def credential_block_name(client: str, kind: str, name: str) -> str:
+    """Block document name ``<client>-<kind>-<name>`` (Prefect allows only dashes, so
+    ``http_auth`` becomes ``http-auth``)."""
+    return f"{client}-{kind.replace('_', '-')}-{name}"
+
+
+def vault_secret_path(client: str, kind: str, name: str) -> str:
+    """Path of a client's secret inside the KV v2 mount: ``clients/<client>/<kind>/<name>``."""
+    return f"clients/{client}/{kind}/{name}"

@@ -1,0 +1,162 @@
+"""Shared node machinery: input/output base models, the default task policy and ``NodeSpec``.
+
+A node is a module-level Prefect task named by its kind that takes one input model and returns
+one output model::
+
+    class PingInput(NodeInput):
+        url: str
+
+    class PingOutput(NodeOutput):
+        status: int
+
+    @node_task("ping")
+    def ping(params: PingInput) -> PingOutput: ...
+
+Every node retries ``DEFAULT_RETRIES`` times with exponential backoff and jitter, but only when
+the failure is a ``TransientNodeError``; anything else fails after one attempt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from prefect import Task, task
+from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State, TaskRun
+from prefect.tasks import exponential_backoff
+from pydantic import BaseModel, ConfigDict, Field
+
+from agency.errors import PermanentNodeError, SecretStoreUnavailable, TransientNodeError
+from blocks import CredentialModel, load_credential
+
+DEFAULT_RETRIES = 3
+DEFAULT_BACKOFF_SECONDS = 2.0  # delays 2 s, 4 s, 8 s before jitter
+DEFAULT_JITTER_FACTOR = 0.5
+DEFAULT_TIMEOUT_SECONDS = 300.0
+
+InputT = TypeVar("InputT", bound="NodeInput")
+OutputT = TypeVar("OutputT", bound="NodeOutput")
+CredentialT = TypeVar("CredentialT", bound=CredentialModel)
+
+
+class NodeInput(BaseModel):
+    """Base of every node input: the client the run works for. Unknown fields are rejected."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    client: str = Field(title="Client", description="Slug of the client this run works for.")
+
+
+class CredentialInput(NodeInput):
+    """Input of a node that needs a credential: its *name*, resolved inside the task."""
+
+    credential: str = Field(
+        title="Credential",
+        description="Name of the client's credential to use (a reference, never a value).",
+    )
+
+
+class NodeOutput(BaseModel):
+    """Base of every node output (JSON-serialisable)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def failure_exception(state: State[Any]) -> BaseException | None:
+    """The exception a failed state carries, if any.
+
+    Prefect 3.9 hands ``retry_condition_fn`` a ``Failed`` state whose ``data`` is the raised
+    exception; a task that returned a failed state instead carries it as a result.
+    """
+    if isinstance(state.data, BaseException):
+        return state.data
+    try:
+        result = state.result(raise_on_failure=False)
+    except Exception:
+        return None
+    return result if isinstance(result, BaseException) else None
+
+
+def retry_on_transient(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """``retry_condition_fn`` for nodes: retry only a ``TransientNodeError``."""
+    return isinstance(failure_exception(state), TransientNodeError)
+
+
+def node_task(
+    kind: str, *, timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
+) -> Callable[[Callable[[InputT], OutputT]], Task[[InputT], OutputT]]:
+    """Make a function a node task named ``kind`` with the default retry policy and timeout.
+
+    Results are never cached: nodes have side effects (a sent email must not be "replayed"
+    from cache when the same inputs recur). Override per call site with ``.with_options()``.
+    """
+
+    def decorate(fn: Callable[[InputT], OutputT]) -> Task[[InputT], OutputT]:
+        return task(
+            fn,
+            name=kind,
+            retries=DEFAULT_RETRIES,
+            retry_delay_seconds=exponential_backoff(DEFAULT_BACKOFF_SECONDS),
+            retry_jitter_factor=DEFAULT_JITTER_FACTOR,
+            retry_condition_fn=retry_on_transient,
+            timeout_seconds=timeout_seconds,
+            cache_policy=NO_CACHE,
+        )
+
+    return decorate
+
+
+def resolve_credential(
+    client: str, kind: str, name: str, model: type[CredentialT]
+) -> CredentialT:
+    """Load the client's ``kind`` credential named ``name`` (one ``load_credential`` call).
+
+    Raises ``CredentialMissing`` (fails once) when it is absent, and ``TransientNodeError`` when
+    the secret store cannot be reached right now.
+    """
+    try:
+        credential = load_credential(client, kind, name)
+    except SecretStoreUnavailable as exc:
+        raise TransientNodeError(str(exc)) from exc
+    if not isinstance(credential, model):
+        raise PermanentNodeError(
+            f"Credential '{name}' of client '{client}' is a {type(credential).__name__}, "
+            f"not a {model.__name__}."
+        )
+    return credential
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """What the spec runner, the portal and the NL drafter know about one node."""
+
+    kind: str
+    title: str
+    description: str
+    input_model: type[NodeInput]
+    output_model: type[NodeOutput]
+    credential_kind: str | None
+    task: Task[..., Any]
+
+    @property
+    def input_schema(self) -> dict[str, Any]:
+        """JSON schema of the input model."""
+        return self.input_model.model_json_schema()
+
+    @property
+    def output_schema(self) -> dict[str, Any]:
+        """JSON schema of the output model."""
+        return self.output_model.model_json_schema()
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-serialisable summary: kind, title, description, schemas, credential kind."""
+        return {
+            "kind": self.kind,
+            "title": self.title,
+            "description": self.description,
+            "credential_kind": self.credential_kind,
+            "input_schema": self.input_schema,
+            "output_schema": self.output_schema,
+        }

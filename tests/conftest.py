@@ -1,0 +1,46 @@
+"""Test session set-up.
+
+Prefect reads its settings when it is first imported, so the environment for the session's Prefect
+server (API URL on a free port, a private PREFECT_HOME, an encryption key) is fixed here, before
+any test module imports Prefect. Each real service has a session fixture in ``tests/fixtures/``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from cryptography.fernet import Fernet
+
+from tests.fixtures._net import free_port
+
+_SESSION_DIR = Path(tempfile.mkdtemp(prefix="agency-tests-"))
+_PREFECT_PORT = free_port()
+
+os.environ.update(
+    {
+        "PREFECT_HOME": str(_SESSION_DIR / "prefect"),
+        "PREFECT_API_URL": f"http://127.0.0.1:{_PREFECT_PORT}/api",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_UI_ENABLED": "false",
+        "PREFECT_SERVER_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+        "PREFECT_LOGGING_TO_API_BATCH_INTERVAL": "0.3",
+        "PREFECT_WORKER_QUERY_SECONDS": "1",
+        "PREFECT_WORKER_PREFETCH_SECONDS": "1",
+        "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+        "PREFECT_TASKS_DEFAULT_RETRY_DELAY_SECONDS": "0",
+        "AGENCY_HOME": str(_SESSION_DIR / "agency"),
+    }
+)
+for _var in ("AGENCY_DATABASE_URL", "AGENCY_VAULT_ADDR", "AGENCY_VAULT_TOKEN"):
+    os.environ.pop(_var, None)
+
+pytest_plugins = sorted(
+    f"tests.fixtures.{p.stem}"
+    for p in (Path(__file__).parent / "fixtures").glob("*.py")
+    if not p.name.startswith("_")
+)
+
+SESSION_DIR = _SESSION_DIR
+PREFECT_PORT = _PREFECT_PORT
