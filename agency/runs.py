@@ -1,0 +1,55 @@
+"""Start a client's deployment now and follow its state and logs."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from uuid import UUID
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+from prefect.client.schemas.objects import FlowRun
+from prefect.client.schemas.sorting import LogSort
+from prefect.deployments import run_deployment
+from prefect.exceptions import ObjectNotFound
+
+from agency.errors import NotFound
+
+
+def start_run(workflow: str, client: str) -> FlowRun:
+    """Create a flow run of ``<workflow>/<client>`` now (tagged ``trigger:manual``)."""
+    try:
+        return run_deployment(  # type: ignore[return-value]
+            name=f"{workflow}/{client}", timeout=0, tags=["trigger:manual"]
+        )
+    except ObjectNotFound:
+        raise NotFound(f"Workflow '{workflow}' is not activated for client '{client}'.") from None
+
+
+def follow_run(
+    flow_run_id: UUID, emit: Callable[[str], None], timeout: float = 900, poll: float = 1.0
+) -> str:
+    """Emit the run's log lines as they arrive until it ends; return the final state type."""
+    seen = 0
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as api:
+        while True:
+            run = api.read_flow_run(flow_run_id)
+            final = run.state is not None and run.state.is_final()
+            logs = api.read_logs(
+                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])),
+                sort=LogSort.TIMESTAMP_ASC,
+                offset=seen,
+            )
+            for log in logs:
+                emit(f"{log.timestamp:%H:%M:%S} {log.message}")
+            seen += len(logs)
+            if final:
+                if not logs:
+                    return run.state.type.value if run.state else "UNKNOWN"
+                continue  # drain remaining log pages first
+            if time.monotonic() > deadline:
+                emit(f"still {run.state.name if run.state else 'unknown'} after {timeout:.0f}s")
+                return run.state.type.value if run.state else "UNKNOWN"
+            time.sleep(poll)
+

@@ -1,0 +1,155 @@
+"""Create, update, pause, resume and remove a client's Prefect deployment ``<workflow>/<client>``.
+
+This module speaks to Prefect only; the platform DB record and the audit log are written by
+``agency.services.activations``, which calls it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from prefect import Flow
+from prefect.client.orchestration import get_client
+from prefect.exceptions import ObjectNotFound
+from prefect.schedules import Cron
+
+from agency.errors import NotFound
+from agency.settings import Settings, get_settings
+from blocks.names import check_slug
+from deployments.schedules import check_cron, check_timezone
+from flows.catalog import get_workflow
+
+
+@dataclass(frozen=True)
+class DeploymentPlan:
+    """A validated activation, ready to be applied to Prefect."""
+
+    client: str
+    workflow: str
+    workflow_version: str
+    settings: dict[str, Any]
+    cron: str | None
+    timezone: str
+
+    @property
+    def deployment_name(self) -> str:
+        """Full Prefect deployment name ``<workflow>/<client>``."""
+        return f"{self.workflow}/{self.client}"
+
+    @property
+    def tags(self) -> list[str]:
+        return [f"client:{self.client}", f"workflow:{self.workflow}"]
+
+
+def plan(
+    client: str, workflow: str, settings: dict[str, Any], cron: str | None, timezone: str
+) -> DeploymentPlan:
+    """Validate everything an activation needs, touching nothing; raise ``InputInvalid``."""
+    check_slug(client, "client slug")
+    manifest = get_workflow(workflow)
+    model = manifest.validate_settings(settings)
+    check_timezone(timezone)
+    if cron is not None:
+        check_cron(cron)
+    return DeploymentPlan(
+        client=client,
+        workflow=workflow,
+        workflow_version=manifest.version,
+        settings=model.model_dump(mode="json"),
+        cron=cron,
+        timezone=timezone,
+    )
+
+
+def activate(
+    client: str,
+    workflow: str,
+    settings: dict[str, Any],
+    cron: str | None = None,
+    timezone: str = "UTC",
+    *,
+    paused: bool = False,
+    app_settings: Settings | None = None,
+) -> UUID:
+    """Create or update the deployment ``<workflow>/<client>`` and return its id.
+
+    The deployment runs on the process work pool ``app_settings.work_pool`` from the project
+    directory, with parameters ``client`` and ``settings`` (never a secret), tags
+    ``client:<slug>`` and ``workflow:<slug>``, and a cron schedule in ``timezone``.
+    """
+    return apply(plan(client, workflow, settings, cron, timezone), paused=paused,
+                 app_settings=app_settings)
+
+
+def apply(
+    deployment: DeploymentPlan, *, paused: bool = False, app_settings: Settings | None = None
+) -> UUID:
+    """Apply a validated plan to Prefect (upsert by name)."""
+    app_settings = app_settings or get_settings()
+    manifest = get_workflow(deployment.workflow)
+    flow = Flow.from_source(source=str(app_settings.project_dir), entrypoint=manifest.entrypoint)
+    schedules = [Cron(deployment.cron, timezone=deployment.timezone)] if deployment.cron else []
+    deployment_id = flow.deploy(  # type: ignore[union-attr]
+        name=deployment.client,
+        work_pool_name=app_settings.work_pool,
+        build=False,
+        push=False,
+        schedules=schedules,
+        paused=paused,
+        parameters={"client": deployment.client, "settings": deployment.settings},
+        tags=deployment.tags,
+        version=deployment.workflow_version,
+        description=f"{manifest.title} for client '{deployment.client}'.",
+        print_next_steps=False,
+        ignore_warnings=True,
+    )
+    return UUID(str(deployment_id))
+
+
+def _deployment_id(workflow: str, client: str) -> UUID:
+    with get_client(sync_client=True) as api:
+        try:
+            return api.read_deployment_by_name(f"{workflow}/{client}").id
+        except ObjectNotFound:
+            raise NotFound(f"Workflow '{workflow}' is not activated for client '{client}'.") from None
+
+
+def pause(workflow: str, client: str) -> UUID:
+    """Pause the deployment: its schedule stops creating runs."""
+    deployment_id = _deployment_id(workflow, client)
+    with get_client(sync_client=True) as api:
+        api.pause_deployment(deployment_id)
+    return deployment_id
+
+
+def resume(workflow: str, client: str) -> UUID:
+    """Resume a paused deployment."""
+    deployment_id = _deployment_id(workflow, client)
+    with get_client(sync_client=True) as api:
+        api.resume_deployment(deployment_id)
+    return deployment_id
+
+
+def deactivate(workflow: str, client: str) -> None:
+    """Delete the deployment (its past runs stay visible in Prefect)."""
+    deployment_id = _deployment_id(workflow, client)
+    with get_client(sync_client=True) as api:
+        api.delete_deployment(deployment_id)
+
+
+def ensure_work_pool(name: str) -> None:
+    """Create the process work pool ``name`` if it does not exist."""
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.workers.process import ProcessWorker
+
+    with get_client(sync_client=True) as api:
+        try:
+            api.read_work_pool(name)
+        except ObjectNotFound:
+            template = ProcessWorker.get_default_base_job_template()
+            api.create_work_pool(
+                WorkPoolCreate(name=name, type="process", base_job_template=template)
+            )
+

@@ -1,0 +1,64 @@
+"""The manifest every prebuilt workflow ships: what the portal shows and activation validates."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from agency.errors import InputInvalid
+
+Trigger = Literal["cron", "webhook", "manual"]
+
+
+class CredentialRequirement(BaseModel):
+    """A credential the workflow needs; ``setting`` names the settings field that picks it."""
+
+    kind: str = Field(description="Credential kind, e.g. smtp.")
+    setting: str = Field(description="Settings field holding the credential's name.")
+    description: str = Field(description="Why the workflow needs it, shown to the client.")
+    optional: bool = Field(default=False, description="The workflow runs without it.")
+
+
+class WorkflowManifest(BaseModel):
+    """Slug, title, settings model, credentials, triggers, default cron and version."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+
+    slug: str
+    title: str
+    description: str
+    version: str
+    entrypoint: str = Field(description="`path/to/module.py:flow_function`, relative to the repo.")
+    settings_model: type[BaseModel]
+    credentials: tuple[CredentialRequirement, ...] = ()
+    triggers: tuple[Trigger, ...] = ("cron", "manual")
+    default_cron: str | None = None
+
+    @field_validator("version")
+    @classmethod
+    def _semver(cls, value: str) -> str:
+        parts = value.split(".")
+        if len(parts) != 3 or not all(p.isdigit() for p in parts):
+            raise ValueError("version must be semantic: MAJOR.MINOR.PATCH")
+        return value
+
+    def validate_settings(self, data: dict[str, Any]) -> BaseModel:
+        """Validate client settings; raise ``InputInvalid`` listing every bad field."""
+        try:
+            return self.settings_model.model_validate(data)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
+                for err in exc.errors(include_input=False)
+            )
+            raise InputInvalid(f"Invalid settings for workflow '{self.slug}': {problems}.") from None
+
+    def required_credentials(self, settings: BaseModel) -> list[tuple[str, str]]:
+        """``(kind, name)`` pairs the given settings will load at run time."""
+        pairs = []
+        for req in self.credentials:
+            name = getattr(settings, req.setting, None)
+            if name:
+                pairs.append((req.kind, str(name)))
+        return pairs

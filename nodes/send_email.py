@@ -1,0 +1,246 @@
+"""The ``send_email`` node: render jinja2 templates and send one message over SMTP (smtplib).
+
+Protocol, with the client's ``smtp`` credential: connect to ``host:port`` (``security="tls"``:
+TLS from the first byte, ``SMTP_SSL``; ``"starttls"``: ``EHLO``, ``STARTTLS``, ``EHLO``;
+``"none"``: clear text), ``AUTH`` when a username is set, then ``MAIL FROM``, ``RCPT TO`` per
+recipient and ``DATA``; the server answers ``250`` to each. Connection failures and ``4xx``
+replies raise ``TransientNodeError`` (retried); a rejected login (``535``), an untrusted
+certificate and other ``5xx`` replies raise ``PermanentNodeError``.
+
+Subject, text and HTML are templates rendered in a jinja2 sandbox over ``context``; an undefined
+name is an error, and values in the HTML part are HTML-escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import mimetypes
+import smtplib
+import ssl
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid, parseaddr
+from typing import Any, Literal
+
+from jinja2 import StrictUndefined, TemplateError
+from jinja2.sandbox import SandboxedEnvironment
+from prefect import get_run_logger
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from agency.errors import AgencyError, PermanentNodeError, TransientNodeError
+from blocks import SmtpCredential
+from nodes._base import CredentialInput, NodeOutput, node_task, resolve_credential
+
+KIND = "send_email"
+CREDENTIAL_KIND = "smtp"
+
+_TEXT_ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+_HTML_ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=True)
+
+
+def _check_address(value: str) -> str:
+    _, address = parseaddr(value)
+    if "@" not in address or any(c in value for c in "\r\n"):
+        raise ValueError(f"not an email address: {value!r}")
+    return value
+
+
+class Attachment(BaseModel):
+    """A file attached to the message."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    filename: str = Field(title="File name", description="Name shown to the recipient.")
+    content: str = Field(title="Content", description="The file, as text or base64.")
+    encoding: Literal["text", "base64"] = Field(
+        default="text", title="Encoding", description="How `content` is given."
+    )
+    mime_type: str | None = Field(
+        default=None,
+        title="MIME type",
+        description="e.g. text/csv; guessed from the file name when empty.",
+    )
+
+    @model_validator(mode="after")
+    def _decodable(self) -> Attachment:
+        self.payload()
+        return self
+
+    def payload(self) -> bytes:
+        """The attachment's bytes."""
+        if self.encoding == "text":
+            return self.content.encode()
+        try:
+            return base64.b64decode(self.content, validate=True)
+        except binascii.Error:
+            raise ValueError(f"attachment {self.filename!r} is not valid base64") from None
+
+    def content_type(self) -> tuple[str, str]:
+        """(maintype, subtype)."""
+        mime = self.mime_type or mimetypes.guess_type(self.filename)[0]
+        mime = mime or "application/octet-stream"
+        maintype, _, subtype = mime.partition("/")
+        return maintype, subtype or "octet-stream"
+
+
+class SendEmailInput(CredentialInput):
+    """One email: templates, the values they are rendered with, recipients, attachments."""
+
+    to: list[str] = Field(min_length=1, title="To", description="Recipient addresses.")
+    cc: list[str] = Field(default_factory=list, title="Cc", description="Copy recipients.")
+    bcc: list[str] = Field(
+        default_factory=list, title="Bcc", description="Hidden recipients (no header)."
+    )
+    reply_to: str | None = Field(default=None, title="Reply-To", description="Reply address.")
+    subject: str = Field(title="Subject", description="jinja2 template of the subject line.")
+    text: str = Field(title="Text body", description="jinja2 template of the plain-text part.")
+    html: str | None = Field(
+        default=None,
+        title="HTML body",
+        description="jinja2 template of the HTML part (values are HTML-escaped).",
+    )
+    context: dict[str, Any] = Field(
+        default_factory=dict, title="Context", description="Values the templates see."
+    )
+    attachments: list[Attachment] = Field(
+        default_factory=list, title="Attachments", description="Files to attach."
+    )
+    timeout_seconds: float = Field(
+        default=30.0, gt=0, title="Timeout", description="Seconds per SMTP socket operation."
+    )
+
+    @field_validator("to", "cc", "bcc")
+    @classmethod
+    def _addresses(cls, values: list[str]) -> list[str]:
+        return [_check_address(v) for v in values]
+
+    @field_validator("reply_to")
+    @classmethod
+    def _reply_to(cls, value: str | None) -> str | None:
+        return _check_address(value) if value is not None else None
+
+
+class SendEmailOutput(NodeOutput):
+    """What the SMTP server accepted."""
+
+    message_id: str = Field(title="Message-ID", description="The Message-ID header sent.")
+    accepted: list[str] = Field(title="Accepted", description="Recipients the server accepted.")
+    refused: list[str] = Field(
+        default_factory=list, title="Refused", description="Recipients the server refused."
+    )
+
+
+def _render(env: SandboxedEnvironment, part: str, source: str, context: dict[str, Any]) -> str:
+    try:
+        return env.from_string(source).render(context)
+    except TemplateError as exc:
+        raise PermanentNodeError(f"The {part} template cannot be rendered: {exc}") from exc
+
+
+def build_message(params: SendEmailInput, from_address: str) -> EmailMessage:
+    """Render the templates and assemble the MIME message (multipart/alternative when HTML)."""
+    subject = _render(_TEXT_ENV, "subject", params.subject, params.context)
+    text = _render(_TEXT_ENV, "text", params.text, params.context)
+    html = _render(_HTML_ENV, "html", params.html, params.context) if params.html else None
+
+    message = EmailMessage()
+    message["Subject"] = " ".join(subject.split())  # a header cannot span rendered newlines
+    message["From"] = from_address
+    message["To"] = ", ".join(params.to)
+    if params.cc:
+        message["Cc"] = ", ".join(params.cc)
+    if params.reply_to:
+        message["Reply-To"] = params.reply_to
+    message["Date"] = formatdate(localtime=True)
+    domain = parseaddr(from_address)[1].rpartition("@")[2] or None
+    message["Message-ID"] = make_msgid(domain=domain)
+    message.set_content(text)
+    if html is not None:
+        message.add_alternative(html, subtype="html")
+    for attachment in params.attachments:
+        maintype, subtype = attachment.content_type()
+        message.add_attachment(
+            attachment.payload(), maintype=maintype, subtype=subtype, filename=attachment.filename
+        )
+    return message
+
+
+def _tls_context(verify: bool) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _reply_error(where: str, code: int, reply: bytes | str) -> AgencyError:
+    text = reply.decode(errors="replace") if isinstance(reply, bytes) else reply
+    error: type[AgencyError] = TransientNodeError if 400 <= code < 500 else PermanentNodeError
+    return error(f"SMTP server {where} answered {code}: {text}")
+
+
+@node_task(KIND, timeout_seconds=120)
+def send_email(params: SendEmailInput) -> SendEmailOutput:
+    """Send one email through the client's SMTP account; return its Message-ID and recipients.
+
+    Example::
+
+        send_email(SendEmailInput(client="acme", credential="default", to=["a@example.com"],
+                                  subject="Hello {{ name }}", text="Hi {{ name }}",
+                                  html="<p>Hi <b>{{ name }}</b></p>", context={"name": "Ann"}))
+    """
+    cred = resolve_credential(params.client, CREDENTIAL_KIND, params.credential, SmtpCredential)
+    message = build_message(params, cred.from_address)
+    recipients = [*params.to, *params.cc, *params.bcc]
+    where = f"{cred.host}:{cred.port}"
+    context = _tls_context(cred.verify_tls)
+    try:
+        if cred.security == "tls":
+            smtp: smtplib.SMTP = smtplib.SMTP_SSL(
+                cred.host, cred.port, timeout=params.timeout_seconds, context=context
+            )
+        else:
+            smtp = smtplib.SMTP(cred.host, cred.port, timeout=params.timeout_seconds)
+        with smtp:
+            if cred.security == "starttls":
+                smtp.starttls(context=context)
+            if cred.username:
+                password = cred.password.get_secret_value() if cred.password else ""
+                smtp.login(cred.username, password)
+            refused_map = smtp.send_message(
+                message, from_addr=parseaddr(cred.from_address)[1], to_addrs=recipients
+            )
+    except smtplib.SMTPAuthenticationError as exc:
+        raise PermanentNodeError(
+            f"SMTP server {where} rejected the login of user '{cred.username}' "
+            f"({exc.smtp_code}); check the '{params.credential}' smtp credential."
+        ) from exc
+    except smtplib.SMTPRecipientsRefused as exc:
+        codes = [code for code, _ in exc.recipients.values()]
+        error = TransientNodeError if all(400 <= c < 500 for c in codes) else PermanentNodeError
+        detail = "; ".join(f"{addr}: {code}" for addr, (code, _) in exc.recipients.items())
+        raise error(f"SMTP server {where} refused every recipient ({detail}).") from exc
+    except smtplib.SMTPResponseException as exc:
+        raise _reply_error(where, exc.smtp_code, exc.smtp_error) from exc
+    except smtplib.SMTPNotSupportedError as exc:
+        raise PermanentNodeError(f"SMTP server {where} does not support this: {exc}") from exc
+    except smtplib.SMTPServerDisconnected as exc:
+        raise TransientNodeError(f"SMTP server {where} disconnected: {exc}") from exc
+    except ssl.SSLCertVerificationError as exc:
+        raise PermanentNodeError(
+            f"SMTP server {where} presented a certificate that is not trusted "
+            f"({exc.verify_message}); set verify_tls to false only for a self-signed server."
+        ) from exc
+    except smtplib.SMTPException as exc:  # before OSError, its base class
+        raise PermanentNodeError(f"SMTP server {where}: {exc}") from exc
+    except OSError as exc:  # refused, reset, timed out, TLS handshake failed
+        raise TransientNodeError(
+            f"Cannot talk to SMTP server {where}: {type(exc).__name__}: {exc}"
+        ) from exc
+
+    refused = sorted(refused_map)
+    accepted = [r for r in recipients if r not in refused_map]
+    get_run_logger().info(
+        "Sent %s to %d recipient(s) via %s", message["Message-ID"], len(accepted), where
+    )
+    return SendEmailOutput(message_id=message["Message-ID"], accepted=accepted, refused=refused)
