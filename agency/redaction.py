@@ -22,7 +22,7 @@ def register_secret(*values: str | None) -> None:
     """Remember secret values so that any log record containing them is masked."""
     with _lock:
         for value in values:
-            if value and len(value) >= _MIN_LENGTH:
+            if isinstance(value, str) and len(value) >= _MIN_LENGTH:
                 _secrets.add(value)
     install_redaction_filter()
 

@@ -11,7 +11,7 @@ from pydantic import Field
 
 from agency.errors import CredentialInvalid, CredentialMissing
 from agency.redaction import register_secret
-from blocks.kinds import CredentialModel, parse_credential
+from blocks.kinds import CredentialModel, kind_model, parse_credential
 from blocks.stores.base import SecretStore
 from blocks.stores.embedded import PrefectBlockSecretStore
 from blocks.stores.vault import VaultSecretStore
@@ -70,7 +70,8 @@ class ClientCredential(SecretBlock):
         ``CredentialMissing`` naming the client, kind and name (never a value).
         """
         data = self.secret_store().read(self.client, self.kind, self.name)
-        register_secret(*data.values())
+        secret_fields = kind_model(self.kind).secret_fields()
+        register_secret(*(str(data[f]) for f in secret_fields if data.get(f)))
         try:
             return parse_credential(self.kind, data)
         except CredentialInvalid as exc:
