@@ -8,8 +8,8 @@ from agency.errors import (
     NotFound,
     PermanentNodeError,
     SecretStoreError,
-    SecretStoreUnavailable,
     SecretStorePermissionDenied,
+    SecretStoreUnavailable,
     TransientNodeError,
 )
 from agency.settings import Settings, get_settings

@@ -14,6 +14,7 @@ from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import httpx
 import typer
 
 from agency.errors import AgencyError
@@ -21,8 +22,9 @@ from agency.settings import Settings, get_settings
 
 app = typer.Typer(help="Managed workflow agency platform on Prefect.", no_args_is_help=True)
 client_app = typer.Typer(help="Onboard and list clients.", no_args_is_help=True)
-credentials_app = typer.Typer(help="Store, list and delete client credentials.",
-                              no_args_is_help=True)
+credentials_app = typer.Typer(
+    help="Store, list and delete client credentials.", no_args_is_help=True
+)
 db_app = typer.Typer(help="Platform database.", no_args_is_help=True)
 app.add_typer(client_app, name="client")
 app.add_typer(credentials_app, name="credentials")
@@ -54,6 +56,14 @@ def clear_errors(fn: F) -> F:
         except AgencyError as exc:
             typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
             raise typer.Exit(2) from None
+        except httpx.TransportError:
+            api = os.environ.get("PREFECT_API_URL", "the Prefect API")
+            typer.secho(
+                f"error: cannot reach {api}; is the platform running (make up)?",
+                err=True,
+                fg=typer.colors.RED,
+            )
+            raise typer.Exit(3) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -122,8 +132,12 @@ def _prompt_credential(kind: str) -> dict[str, Any]:
     for name, field in model.model_fields.items():
         label = f"{field.title or name} ({field.description})"
         default = None if field.is_required() else field.get_default()
-        value = typer.prompt(label, default="" if default is None else str(default),
-                             hide_input=name in secret, show_default=name not in secret)
+        value = typer.prompt(
+            label,
+            default="" if default is None else str(default),
+            hide_input=name in secret,
+            show_default=name not in secret,
+        )
         if value != "":
             data[name] = value
     return data
@@ -133,7 +147,9 @@ def _prompt_credential(kind: str) -> dict[str, Any]:
 @clear_errors
 def credentials_set(
     client: Annotated[str, typer.Option(help="Client slug.")],
-    kind: Annotated[str, typer.Option(help="smtp, openai, postgres, http_auth, slack_webhook, s3.")],
+    kind: Annotated[
+        str, typer.Option(help="smtp, openai, postgres, http_auth, slack_webhook, s3.")
+    ],
     name: Annotated[str, typer.Option(help="Credential name.")] = "default",
     from_file: Annotated[Path | None, typer.Option(help="JSON file with the values.")] = None,
 ) -> None:
@@ -199,8 +215,9 @@ def activate_cmd(
     data = _parse_settings(set_ or [], settings_file)
     view = activate(_settings(), client, workflow, data, schedule, timezone)
     when = f"cron '{view.cron}' ({view.timezone})" if view.cron else "no schedule"
-    typer.echo(f"activated {workflow}/{client} v{view.version}: {when}, "
-               f"deployment {view.deployment_id}")
+    typer.echo(
+        f"activated {workflow}/{client} v{view.version}: {when}, deployment {view.deployment_id}"
+    )
 
 
 def _status_command(action: str) -> Callable[..., None]:
@@ -230,8 +247,9 @@ def list_cmd(client: Annotated[str | None, typer.Option(help="Only this client."
     from agency.services import list_activations
 
     for a in list_activations(_settings(), client):
-        typer.echo(f"{a.workflow}/{a.client}\t{a.status}\tv{a.version}\t{a.cron or '-'}\t"
-                   f"{a.timezone}")
+        typer.echo(
+            f"{a.workflow}/{a.client}\t{a.status}\tv{a.version}\t{a.cron or '-'}\t{a.timezone}"
+        )
 
 
 @app.command("workflows")

@@ -52,4 +52,3 @@ def follow_run(
                 emit(f"still {run.state.name if run.state else 'unknown'} after {timeout:.0f}s")
                 return run.state.type.value if run.state else "UNKNOWN"
             time.sleep(poll)
-

@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
 from cryptography.fernet import Fernet
@@ -79,8 +78,9 @@ def run_stack(settings: Settings) -> int:
 
     def start(name: str, args: list[str]) -> subprocess.Popen[bytes]:
         out = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
-        proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                cwd=settings.project_dir)
+        proc = subprocess.Popen(
+            args, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=settings.project_dir
+        )
         procs.append(proc)
         return proc
 
@@ -97,26 +97,41 @@ def run_stack(settings: Settings) -> int:
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         print(f"starting Prefect server on {env['PREFECT_API_URL']} (logs in {logs})", flush=True)
-        server = start("prefect-server", prefect + [
-            "server", "start", "--host", settings.api_host, "--port", str(settings.api_port)])
+        server = start(
+            "prefect-server",
+            prefect
+            + ["server", "start", "--host", settings.api_host, "--port", str(settings.api_port)],
+        )
         _wait_healthy(f"{env['PREFECT_API_URL']}/health", server)
 
         from agency.db import upgrade
 
         upgrade(settings.platform_database_url)
-        subprocess.run(prefect + ["block", "register", "-m", "blocks"], env=env, check=True,
-                       stdout=subprocess.DEVNULL, cwd=settings.project_dir)
-        subprocess.run(prefect + ["work-pool", "create", settings.work_pool, "--type", "process",
-                                  "--overwrite"], env=env, check=True, stdout=subprocess.DEVNULL)
-        start("worker", prefect + ["worker", "start", "--pool", settings.work_pool,
-                                   "--type", "process"])
+        subprocess.run(
+            prefect + ["block", "register", "-m", "blocks"],
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            cwd=settings.project_dir,
+        )
+        subprocess.run(
+            prefect
+            + ["work-pool", "create", settings.work_pool, "--type", "process", "--overwrite"],
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        start(
+            "worker",
+            prefect + ["worker", "start", "--pool", settings.work_pool, "--type", "process"],
+        )
         ui = env["PREFECT_API_URL"].removesuffix("/api")
         print(
             "\nagency platform is up (embedded default)\n"
             f"  Prefect UI   {ui}\n"
             f"  Prefect API  {env['PREFECT_API_URL']}\n"
             f"  platform DB  {settings.platform_database_url}\n"
-            f"  secrets      Prefect block storage, key in {settings.home / 'prefect-encryption.key'}\n"
+            f"  secrets      Prefect block storage (key: {settings.home}/prefect-encryption.key)\n"
             f"  work pool    {settings.work_pool} (1 process worker)\n"
             "Press Ctrl-C to stop.",
             flush=True,

@@ -75,7 +75,9 @@ class ClientCredential(SecretBlock):
         try:
             return parse_credential(self.kind, data)
         except CredentialInvalid as exc:
-            raise CredentialMissing(self.client, self.kind, self.name, f"incomplete: {exc}") from None
+            raise CredentialMissing(
+                self.client, self.kind, self.name, f"incomplete: {exc}"
+            ) from None
 
     @classmethod
     def load_block(cls, name: str) -> ClientCredential:

@@ -21,7 +21,9 @@ class CredentialModel(BaseModel):
     @classmethod
     def secret_fields(cls) -> list[str]:
         """Names of the fields whose values are secret."""
-        return [n for n, f in cls.model_fields.items() if f.annotation in (SecretStr, SecretStr | None)]
+        return [
+            n for n, f in cls.model_fields.items() if f.annotation in (SecretStr, SecretStr | None)
+        ]
 
     def secret_values(self) -> list[str]:
         """The non-empty secret values, for log redaction."""
@@ -143,7 +145,9 @@ def kind_model(kind: str) -> type[CredentialModel]:
         return CREDENTIAL_KINDS[kind]
     except KeyError:
         known = ", ".join(sorted(CREDENTIAL_KINDS))
-        raise CredentialInvalid(f"Unknown credential kind '{kind}'. Known kinds: {known}.") from None
+        raise CredentialInvalid(
+            f"Unknown credential kind '{kind}'. Known kinds: {known}."
+        ) from None
 
 
 def parse_credential(kind: str, data: dict[str, object]) -> CredentialModel:

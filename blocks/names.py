@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+from typing import Any
+
+from prefect.exceptions import PrefectHTTPStatusError
 
 from agency.errors import InputInvalid
 
@@ -27,3 +30,13 @@ def credential_block_name(client: str, kind: str, name: str) -> str:
 def vault_secret_path(client: str, kind: str, name: str) -> str:
     """Path of a client's secret inside the KV v2 mount: ``clients/<client>/<kind>/<name>``."""
     return f"clients/{client}/{kind}/{name}"
+
+
+def read_documents_by_type(api: Any, slug: str) -> list[Any]:
+    """Block documents of type ``slug`` without secrets; none when the type is not registered."""
+    try:
+        return list(api.read_block_documents_by_type(slug, include_secrets=False))
+    except PrefectHTTPStatusError as exc:
+        if exc.response.status_code == 404:
+            return []
+        raise

@@ -11,7 +11,7 @@ from agency.errors import CredentialMissing
 from agency.settings import Settings, get_settings
 from blocks.client_credential import ClientCredential
 from blocks.kinds import CredentialModel, kind_model, parse_credential
-from blocks.names import check_slug, credential_block_name
+from blocks.names import check_slug, credential_block_name, read_documents_by_type
 from blocks.stores.base import SecretStore, StoredSecretRef
 from blocks.stores.embedded import PrefectBlockSecretStore
 from blocks.stores.vault import VaultSecretStore
@@ -91,9 +91,7 @@ def load_credential(client: str, kind: str, name: str) -> CredentialModel:
 def list_credentials(client: str) -> list[ClientCredential]:
     """Every credential reference saved for ``client`` (no values)."""
     with get_client(sync_client=True) as api:
-        documents = api.read_block_documents_by_type(
-            ClientCredential.get_block_type_slug(), include_secrets=False
-        )
+        documents = read_documents_by_type(api, ClientCredential.get_block_type_slug())
     blocks = [ClientCredential.model_validate(doc.data) for doc in documents]
     return sorted((b for b in blocks if b.client == client), key=lambda b: (b.kind, b.name))
 

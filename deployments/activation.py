@@ -79,8 +79,9 @@ def activate(
     directory, with parameters ``client`` and ``settings`` (never a secret), tags
     ``client:<slug>`` and ``workflow:<slug>``, and a cron schedule in ``timezone``.
     """
-    return apply(plan(client, workflow, settings, cron, timezone), paused=paused,
-                 app_settings=app_settings)
+    return apply(
+        plan(client, workflow, settings, cron, timezone), paused=paused, app_settings=app_settings
+    )
 
 
 def apply(
@@ -113,7 +114,9 @@ def _deployment_id(workflow: str, client: str) -> UUID:
         try:
             return api.read_deployment_by_name(f"{workflow}/{client}").id
         except ObjectNotFound:
-            raise NotFound(f"Workflow '{workflow}' is not activated for client '{client}'.") from None
+            raise NotFound(
+                f"Workflow '{workflow}' is not activated for client '{client}'."
+            ) from None
 
 
 def pause(workflow: str, client: str) -> UUID:
@@ -152,4 +155,3 @@ def ensure_work_pool(name: str) -> None:
             api.create_work_pool(
                 WorkPoolCreate(name=name, type="process", base_job_template=template)
             )
-

@@ -29,7 +29,9 @@ def check_cron(expression: str) -> str:
     return expression
 
 
-def next_runs(expression: str, timezone: str, count: int = 5, start: datetime | None = None) -> list[datetime]:
+def next_runs(
+    expression: str, timezone: str, count: int = 5, start: datetime | None = None
+) -> list[datetime]:
     """The next ``count`` fire times of ``expression`` in ``timezone`` (aware datetimes)."""
     zone = check_timezone(timezone)
     base = (start or datetime.now(zone)).astimezone(zone)

@@ -3,5 +3,10 @@
 from flows.catalog import WORKFLOWS, get_workflow, list_workflows
 from flows.manifest import CredentialRequirement, WorkflowManifest
 
-__all__ = ["WORKFLOWS", "CredentialRequirement", "WorkflowManifest", "get_workflow",
-           "list_workflows"]
+__all__ = [
+    "WORKFLOWS",
+    "CredentialRequirement",
+    "WorkflowManifest",
+    "get_workflow",
+    "list_workflows",
+]

@@ -22,11 +22,13 @@ class DailyDigestSettings(BaseModel):
     """What a client fills in to activate the daily digest."""
 
     source_url: str = Field(
-        title="Source URL", description="HTTP(S) address of a JSON API to summarise daily.",
+        title="Source URL",
+        description="HTTP(S) address of a JSON API to summarise daily.",
         pattern=r"^https?://",
     )
     source_credential: str | None = Field(
-        default=None, title="Source credential",
+        default=None,
+        title="Source credential",
         description="Name of the http_auth credential for the API, if it needs one.",
     )
     recipients: list[str] = Field(
@@ -38,7 +40,8 @@ class DailyDigestSettings(BaseModel):
     instructions: str = Field(
         default="Summarise the following data as a short daily digest for a busy reader. "
         "Use plain sentences and mention the most important items first.",
-        title="Instructions", description="What the LLM is asked to do with the data.",
+        title="Instructions",
+        description="What the LLM is asked to do with the data.",
     )
     model: str | None = Field(
         default=None, title="Model", description="LLM model; default: the credential's default."
@@ -60,12 +63,18 @@ MANIFEST = WorkflowManifest(
     entrypoint="flows/daily_digest.py:daily_digest",
     settings_model=DailyDigestSettings,
     credentials=(
-        CredentialRequirement(kind="http_auth", setting="source_credential", optional=True,
-                              description="Authenticates to your API, if it needs it."),
-        CredentialRequirement(kind="openai", setting="openai_credential",
-                              description="Writes the summary."),
-        CredentialRequirement(kind="smtp", setting="smtp_credential",
-                              description="Sends the digest email."),
+        CredentialRequirement(
+            kind="http_auth",
+            setting="source_credential",
+            optional=True,
+            description="Authenticates to your API, if it needs it.",
+        ),
+        CredentialRequirement(
+            kind="openai", setting="openai_credential", description="Writes the summary."
+        ),
+        CredentialRequirement(
+            kind="smtp", setting="smtp_credential", description="Sends the digest email."
+        ),
     ),
     triggers=("cron", "manual"),
     default_cron="0 7 * * *",
@@ -83,28 +92,37 @@ HTML_TEMPLATE = (
 def daily_digest(client: str, settings: DailyDigestSettings) -> str:
     """Run the digest for ``client``; return the summary that was emailed."""
     logger = get_run_logger()
-    fetched = http_request(HttpRequestInput(
-        client=client, url=settings.source_url, credential=settings.source_credential
-    ))
+    fetched = http_request(
+        HttpRequestInput(
+            client=client, url=settings.source_url, credential=settings.source_credential
+        )
+    )
     data = fetched.body if isinstance(fetched.body, str) else json.dumps(fetched.body, indent=1)
     logger.info("Fetched %d characters from the source", len(data))
 
-    summary = llm(LlmInput(
-        client=client,
-        credential=settings.openai_credential,
-        model=settings.model,
-        prompt=f"{settings.instructions}\n\nDATA:\n{data[:MAX_SOURCE_CHARS]}",
-    ))
-    sent = send_email(SendEmailInput(
-        client=client,
-        credential=settings.smtp_credential,
-        to=settings.recipients,
-        subject=settings.subject,
-        text=TEXT_TEMPLATE,
-        html=HTML_TEMPLATE,
-        context={"summary": summary.text, "subject": settings.subject,
-                 "source": settings.source_url},
-    ))
+    summary = llm(
+        LlmInput(
+            client=client,
+            credential=settings.openai_credential,
+            model=settings.model,
+            prompt=f"{settings.instructions}\n\nDATA:\n{data[:MAX_SOURCE_CHARS]}",
+        )
+    )
+    sent = send_email(
+        SendEmailInput(
+            client=client,
+            credential=settings.smtp_credential,
+            to=settings.recipients,
+            subject=settings.subject,
+            text=TEXT_TEMPLATE,
+            html=HTML_TEMPLATE,
+            context={
+                "summary": summary.text,
+                "subject": settings.subject,
+                "source": settings.source_url,
+            },
+        )
+    )
     create_markdown_artifact(
         key="daily-digest",
         markdown=f"# {settings.subject}\n\n{summary.text}\n\n_Sent to {len(sent.accepted)} "

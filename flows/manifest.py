@@ -52,7 +52,9 @@ class WorkflowManifest(BaseModel):
                 f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
                 for err in exc.errors(include_input=False)
             )
-            raise InputInvalid(f"Invalid settings for workflow '{self.slug}': {problems}.") from None
+            raise InputInvalid(
+                f"Invalid settings for workflow '{self.slug}': {problems}."
+            ) from None
 
     def required_credentials(self, settings: BaseModel) -> list[tuple[str, str]]:
         """``(kind, name)`` pairs the given settings will load at run time."""

@@ -61,48 +61,100 @@ def test_daily_digest_end_to_end(
     client_slug: str,
 ) -> None:
     root = vault_server.client()
-    root.sys.create_or_update_acl_policy(name=f"client-{client_slug}",
-                                         policy=client_policy(client_slug))
-    client_token = root.auth.token.create(policies=[f"client-{client_slug}"], ttl="1h")[
-        "auth"]["client_token"]
+    root.sys.create_or_update_acl_policy(
+        name=f"client-{client_slug}", policy=client_policy(client_slug)
+    )
+    client_token = root.auth.token.create(policies=[f"client-{client_slug}"], ttl="1h")["auth"][
+        "client_token"
+    ]
     monkeypatch.setenv("AGENCY_VAULT_ADDR", vault_server.addr)
     monkeypatch.setenv("AGENCY_VAULT_TOKEN", client_token)
     monkeypatch.setenv("AGENCY_VAULT_BLOCK", f"vault-{client_slug}")
     monkeypatch.setenv("AGENCY_WORK_POOL", prefect_worker.pool)
     get_settings.cache_clear()
     try:
-        _run_scenario(tmp_path, vault_server, prefect_worker, http_server, llm_server,
-                      smtp_server, client_slug, client_token)
+        _run_scenario(
+            tmp_path,
+            vault_server,
+            prefect_worker,
+            http_server,
+            llm_server,
+            smtp_server,
+            client_slug,
+            client_token,
+        )
     finally:
         get_settings.cache_clear()
 
 
 def _run_scenario(
-    tmp_path: Path, vault_server: VaultServer, worker: Worker, http_server: HttpServer,
-    llm_server: LlmServer, smtp_server: SmtpServer, client: str, vault_token: str,
+    tmp_path: Path,
+    vault_server: VaultServer,
+    worker: Worker,
+    http_server: HttpServer,
+    llm_server: LlmServer,
+    smtp_server: SmtpServer,
+    client: str,
+    vault_token: str,
 ) -> None:
     api_token = f"tok-{secrets.token_hex(12)}"
     http_server.handle(
         "/digest-data",
-        lambda req: Reply(json={"items": ["zephyr-widget sales up 42%", "two new leads"]})
-        if req.headers.get("authorization") == f"Bearer {api_token}" else Reply(status=401),
+        lambda req: (
+            Reply(json={"items": ["zephyr-widget sales up 42%", "two new leads"]})
+            if req.headers.get("authorization") == f"Bearer {api_token}"
+            else Reply(status=401)
+        ),
     )
     summary = f"Zephyr widget sales rose 42% ({secrets.token_hex(3)})."
     llm_server.reply_next(summary)
 
-    _cli("client", "add", client, "--name", "Acme Corp", "--timezone", "Europe/Paris",
-         "--email", "boss@acme.test")
+    _cli(
+        "client",
+        "add",
+        client,
+        "--name",
+        "Acme Corp",
+        "--timezone",
+        "Europe/Paris",
+        "--email",
+        "boss@acme.test",
+    )
     creds = {
         "http_auth": ("api", {"scheme": "bearer", "token": api_token}),
-        "openai": ("default", {"api_key": llm_server.api_key, "base_url": llm_server.base_url,
-                               "default_model": "gpt-4o-mini"}),
-        "smtp": ("default", {"host": smtp_server.host, "port": smtp_server.port,
-                             "username": smtp_server.username, "password": smtp_server.password,
-                             "from_address": "digest@agency.test", "security": "none"}),
+        "openai": (
+            "default",
+            {
+                "api_key": llm_server.api_key,
+                "base_url": llm_server.base_url,
+                "default_model": "gpt-4o-mini",
+            },
+        ),
+        "smtp": (
+            "default",
+            {
+                "host": smtp_server.host,
+                "port": smtp_server.port,
+                "username": smtp_server.username,
+                "password": smtp_server.password,
+                "from_address": "digest@agency.test",
+                "security": "none",
+            },
+        ),
     }
     for kind, (name, data) in creds.items():
-        out = _cli("credentials", "set", "--client", client, "--kind", kind, "--name", name,
-                   "--from-file", _write(tmp_path / f"{kind}.json", data))
+        out = _cli(
+            "credentials",
+            "set",
+            "--client",
+            client,
+            "--kind",
+            kind,
+            "--name",
+            name,
+            "--from-file",
+            _write(tmp_path / f"{kind}.json", data),
+        )
         assert "(vault)" in out
     listed = _cli("credentials", "list", "--client", client)
     assert api_token not in listed and smtp_server.password not in listed
@@ -112,14 +164,25 @@ def _run_scenario(
     )
     assert stored["data"]["data"]["token"] == api_token
 
-    settings = {"source_url": http_server.url("/digest-data"), "source_credential": "api",
-                "recipients": ["team@acme.test", "boss@acme.test"], "subject": "Acme digest"}
-    out = _cli("activate", "daily_digest", "--client", client,
-               "--settings-file", _write(tmp_path / "settings.json", settings))
+    settings = {
+        "source_url": http_server.url("/digest-data"),
+        "source_credential": "api",
+        "recipients": ["team@acme.test", "boss@acme.test"],
+        "subject": "Acme digest",
+    }
+    out = _cli(
+        "activate",
+        "daily_digest",
+        "--client",
+        client,
+        "--settings-file",
+        _write(tmp_path / "settings.json", settings),
+    )
     assert "cron '0 7 * * *' (Europe/Paris)" in out
 
-    result = CliRunner().invoke(app, ["run", "daily_digest", "--client", client,
-                                      "--timeout", "240"], catch_exceptions=False)
+    result = CliRunner().invoke(
+        app, ["run", "daily_digest", "--client", client, "--timeout", "240"], catch_exceptions=False
+    )
     assert result.exit_code == 0, f"{result.output}\n--- worker log ---\n{worker.log()[-4000:]}"
     assert "finished: COMPLETED" in result.output
 
@@ -131,16 +194,21 @@ def _run_scenario(
     html = mail.message.get_body(preferencelist=("html",)).get_content()
     assert summary in text and "<p>Zephyr widget sales rose 42%" in html
     # the LLM saw the client's data, fetched with the bearer token
-    assert "zephyr-widget sales up 42%" in llm_server.chat_requests()[-1].body["messages"][-1]["content"]
+    assert (
+        "zephyr-widget sales up 42%"
+        in llm_server.chat_requests()[-1].body["messages"][-1]["content"]
+    )
 
     run_id = _run_id_from_output(result.output)
     with get_client(sync_client=True) as api:
         run = api.read_flow_run(run_id)
         task_runs = api.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id]))
+        )
         logs = api.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
         artifacts = api.read_artifacts(
-            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])))
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]))
+        )
         deployment = api.read_deployment(run.deployment_id)  # type: ignore[arg-type]
 
     assert f"client:{client}" in run.tags and "workflow:daily_digest" in run.tags
@@ -148,12 +216,15 @@ def _run_scenario(
     assert any(summary in (a.data or "") for a in artifacts)
     assert logs, "the run logged nothing"
 
-    everything = "\n".join([
-        run.model_dump_json(), deployment.model_dump_json(),
-        *(t.model_dump_json() for t in task_runs),
-        *(log.model_dump_json() for log in logs),
-        *(a.model_dump_json() for a in artifacts),
-    ])
+    everything = "\n".join(
+        [
+            run.model_dump_json(),
+            deployment.model_dump_json(),
+            *(t.model_dump_json() for t in task_runs),
+            *(log.model_dump_json() for log in logs),
+            *(a.model_dump_json() for a in artifacts),
+        ]
+    )
     for secret in (api_token, llm_server.api_key, smtp_server.password, vault_token):
         assert secret not in everything
 

@@ -26,6 +26,7 @@ __all__ = [
     "get_client_record",
     "list_activations",
     "list_clients",
+    "list_credentials",
     "pause",
     "resume",
     "set_credential",

@@ -36,8 +36,17 @@ class ActivationView:
 
 
 def _view(client: Client, act: Activation) -> ActivationView:
-    return ActivationView(client.slug, act.workflow, act.status, act.cron, act.timezone,
-                          act.version, act.workflow_version, act.deployment_id, dict(act.settings))
+    return ActivationView(
+        client.slug,
+        act.workflow,
+        act.status,
+        act.cron,
+        act.timezone,
+        act.version,
+        act.workflow_version,
+        act.deployment_id,
+        dict(act.settings),
+    )
 
 
 def _find(session: Session, client: Client, workflow: str) -> Activation | None:
@@ -62,8 +71,9 @@ def activate(
     """
     with session_scope(settings.platform_database_url) as session:
         record = get_client_record(session, client)
-        plan = deployments.plan(client, workflow, workflow_settings, cron,
-                                timezone or record.timezone)
+        plan = deployments.plan(
+            client, workflow, workflow_settings, cron, timezone or record.timezone
+        )
         act = _find(session, record, workflow)
         if act is None:
             act = Activation(client_id=record.id, workflow=workflow, version=0)
@@ -73,14 +83,26 @@ def activate(
         act.status, act.workflow_version = "active", plan.workflow_version
         session.flush()
         act.deployment_id = str(deployments.apply(plan, app_settings=settings))
-        session.add(ActivationVersion(
-            activation_id=act.id, version=act.version, settings=plan.settings, cron=plan.cron,
-            timezone=plan.timezone, workflow_version=plan.workflow_version, status="active",
-            created_by=actor,
-        ))
-        audit(session, actor=actor, action="activation.activate", target=workflow,
-              client_id=record.id, detail={"version": act.version, "cron": plan.cron,
-                                           "timezone": plan.timezone})
+        session.add(
+            ActivationVersion(
+                activation_id=act.id,
+                version=act.version,
+                settings=plan.settings,
+                cron=plan.cron,
+                timezone=plan.timezone,
+                workflow_version=plan.workflow_version,
+                status="active",
+                created_by=actor,
+            )
+        )
+        audit(
+            session,
+            actor=actor,
+            action="activation.activate",
+            target=workflow,
+            client_id=record.id,
+            detail={"version": act.version, "cron": plan.cron, "timezone": plan.timezone},
+        )
         session.flush()
         return _view(record, act)
 
@@ -101,8 +123,13 @@ def _change_status(
             deployments.deactivate(workflow, client)
             act.deployment_id = None
         act.status = status  # type: ignore[assignment]
-        audit(session, actor=actor, action=f"activation.{status}", target=workflow,
-              client_id=record.id)
+        audit(
+            session,
+            actor=actor,
+            action=f"activation.{status}",
+            target=workflow,
+            client_id=record.id,
+        )
         session.flush()
         return _view(record, act)
 

@@ -20,5 +20,7 @@ def audit(
 ) -> None:
     """Add an audit row to ``session`` (committed with the action it records)."""
     session.add(
-        AuditLog(actor=actor, action=action, target=target, client_id=client_id, detail=detail or {})
+        AuditLog(
+            actor=actor, action=action, target=target, client_id=client_id, detail=detail or {}
+        )
     )

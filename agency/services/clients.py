@@ -30,8 +30,9 @@ class ClientView:
 
 
 def _view(client: Client) -> ClientView:
-    return ClientView(client.slug, client.name, client.timezone, list(client.contact_emails),
-                      client.status)
+    return ClientView(
+        client.slug, client.name, client.timezone, list(client.contact_emails), client.status
+    )
 
 
 def get_client_record(session: Session, slug: str) -> Client:
@@ -64,8 +65,14 @@ def add_client(
         client = Client(slug=slug, name=name or slug, timezone=timezone, contact_emails=emails)
         session.add(client)
         session.flush()
-        audit(session, actor=actor, action="client.create", target=slug, client_id=client.id,
-              detail={"timezone": timezone})
+        audit(
+            session,
+            actor=actor,
+            action="client.create",
+            target=slug,
+            client_id=client.id,
+            detail={"timezone": timezone},
+        )
         return _view(client)
 
 

@@ -22,15 +22,26 @@ class CredentialView:
 
 
 def set_credential(
-    settings: Settings, client: str, kind: str, name: str, data: dict[str, Any], *,
+    settings: Settings,
+    client: str,
+    kind: str,
+    name: str,
+    data: dict[str, Any],
+    *,
     actor: str = "cli",
 ) -> CredentialView:
     """Validate and store a credential for an existing client, then audit it (without values)."""
     with session_scope(settings.platform_database_url) as session:
         record = get_client_record(session, client)
         block = blocks.save_credential(client, kind, name, data, settings=settings)
-        audit(session, actor=actor, action="credential.set", target=f"{kind}/{name}",
-              client_id=record.id, detail={"store": block.store})
+        audit(
+            session,
+            actor=actor,
+            action="credential.set",
+            target=f"{kind}/{name}",
+            client_id=record.id,
+            detail={"store": block.store},
+        )
     return CredentialView(kind, name, block.store)
 
 
@@ -48,5 +59,10 @@ def delete_credential(
     with session_scope(settings.platform_database_url) as session:
         record = get_client_record(session, client)
         blocks.delete_credential(client, kind, name)
-        audit(session, actor=actor, action="credential.delete", target=f"{kind}/{name}",
-              client_id=record.id)
+        audit(
+            session,
+            actor=actor,
+            action="credential.delete",
+            target=f"{kind}/{name}",
+            client_id=record.id,
+        )

@@ -6,7 +6,7 @@ from prefect.client.orchestration import get_client
 from prefect.exceptions import ObjectNotFound
 
 from agency.errors import CredentialMissing
-from blocks.names import credential_block_name
+from blocks.names import credential_block_name, read_documents_by_type
 from blocks.stored_secret import StoredSecret
 from blocks.stores.base import SecretStore, StoredSecretRef
 
@@ -43,15 +43,15 @@ class PrefectBlockSecretStore(SecretStore):
 
     def list(self, client: str) -> list[StoredSecretRef]:
         with get_client(sync_client=True) as api:
-            documents = api.read_block_documents_by_type(
-                StoredSecret.get_block_type_slug(), include_secrets=False
-            )
+            documents = read_documents_by_type(api, StoredSecret.get_block_type_slug())
         refs = []
         for doc in documents:
             data = doc.data
             if data.get("client") == client:
                 refs.append(
-                    StoredSecretRef(client, data["kind"], data["name"], self.store_name, doc.name or "")
+                    StoredSecretRef(
+                        client, data["kind"], data["name"], self.store_name, doc.name or ""
+                    )
                 )
         return sorted(refs, key=lambda r: (r.kind, r.name))
 

@@ -107,7 +107,9 @@ class VaultSecretStore(SecretStore):
                 ),
             )
         except hvac.exceptions.InvalidPath:
-            raise CredentialMissing(client, kind, name, f"not in Vault at {self.mount}/{path}") from None
+            raise CredentialMissing(
+                client, kind, name, f"not in Vault at {self.mount}/{path}"
+            ) from None
         return dict(response["data"]["data"])
 
     def _list(self, path: str) -> list[str]:
@@ -126,7 +128,9 @@ class VaultSecretStore(SecretStore):
                 if name.endswith("/"):
                     continue
                 path = vault_secret_path(client, kind, name)
-                refs.append(StoredSecretRef(client, kind, name, self.store_name, f"{self.mount}/{path}"))
+                refs.append(
+                    StoredSecretRef(client, kind, name, self.store_name, f"{self.mount}/{path}")
+                )
         return refs
 
     def delete(self, client: str, kind: str, name: str) -> None:

@@ -28,8 +28,13 @@ pytestmark = pytest.mark.usefixtures("prefect_server")
 
 
 def _smtp(password: str) -> dict[str, object]:
-    return {"host": "mail.example.com", "port": 587, "username": "bot",
-            "password": password, "from_address": "bot@example.com"}
+    return {
+        "host": "mail.example.com",
+        "port": 587,
+        "username": "bot",
+        "password": password,
+        "from_address": "bot@example.com",
+    }
 
 
 def _raw_block_document(name: str) -> str:
@@ -101,7 +106,8 @@ def test_vault_backed_reference_holds_no_secret(
 
     store = VaultSecretStore(vault_connection_from_settings(settings))
     assert store.read(client_slug, "openai", "default") == {
-        "api_key": api_key, "default_model": "gpt-4o-mini"
+        "api_key": api_key,
+        "default_model": "gpt-4o-mini",
     }
     loaded = load_credential(client_slug, "openai", "default")
     assert loaded.api_key.get_secret_value() == api_key  # type: ignore[attr-defined]

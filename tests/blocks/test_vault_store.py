@@ -31,7 +31,8 @@ def test_write_read_list_delete(vault_server: VaultServer, client_slug: str) -> 
     assert store.read(client_slug, "smtp", "default") == {"host": "mail", "password": "pw-1"}
     # the value really is at the contract path, as any Vault client sees it
     raw = vault_server.client().secrets.kv.v2.read_secret_version(
-        path=f"clients/{client_slug}/smtp/default", mount_point="secret",
+        path=f"clients/{client_slug}/smtp/default",
+        mount_point="secret",
         raise_on_deleted_version=True,
     )
     assert raw["data"]["data"]["password"] == "pw-1"
@@ -64,7 +65,8 @@ def test_client_policy_confines_a_token_to_its_client(vault_server: VaultServer)
     # the raw API answers 403 on the other client's path...
     with pytest.raises(hvac.exceptions.Forbidden):
         vault_server.client(alpha_token).secrets.kv.v2.read_secret_version(
-            path=f"clients/{beta}/smtp/default", mount_point="secret",
+            path=f"clients/{beta}/smtp/default",
+            mount_point="secret",
             raise_on_deleted_version=True,
         )
     # ...and the store turns it into a clear error naming address and path, never the token

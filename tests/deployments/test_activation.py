@@ -50,12 +50,22 @@ def test_activate_creates_tagged_scheduled_deployment(settings: Settings, client
     assert schedule.schedule.timezone == "Europe/Paris"  # the client's own zone by default
     assert deployment.paused is False
     assert deployment.pull_steps == [
-        {"prefect.deployments.steps.set_working_directory": {"directory": str(settings.project_dir)}}
+        {
+            "prefect.deployments.steps.set_working_directory": {
+                "directory": str(settings.project_dir)
+            }
+        }
     ]
 
     # update: same deployment, new version in the history
-    again = activate(settings, client_slug, "daily_digest", {**SETTINGS, "subject": "Hi"},
-                     "30 6 * * 1-5", "America/New_York")
+    again = activate(
+        settings,
+        client_slug,
+        "daily_digest",
+        {**SETTINGS, "subject": "Hi"},
+        "30 6 * * 1-5",
+        "America/New_York",
+    )
     assert again.deployment_id == view.deployment_id and again.version == 2
     deployment = _deployment(f"daily_digest/{client_slug}")
     assert deployment.parameters["settings"]["subject"] == "Hi"
@@ -63,13 +73,17 @@ def test_activate_creates_tagged_scheduled_deployment(settings: Settings, client
         ("30 6 * * 1-5", "America/New_York")
     ]
     with session_scope(settings.platform_database_url) as session:
-        act = session.scalar(select(Activation).where(Activation.deployment_id == view.deployment_id))
+        act = session.scalar(
+            select(Activation).where(Activation.deployment_id == view.deployment_id)
+        )
         assert act is not None
         versions = session.scalars(
             select(ActivationVersion).where(ActivationVersion.activation_id == act.id)
         ).all()
         assert [(v.version, v.cron) for v in versions] == [(1, "0 7 * * *"), (2, "30 6 * * 1-5")]
-        actions = session.scalars(select(AuditLog.action).where(AuditLog.client_id == act.client_id)).all()
+        actions = session.scalars(
+            select(AuditLog.action).where(AuditLog.client_id == act.client_id)
+        ).all()
         assert actions == ["client.create", "activation.activate", "activation.activate"]
 
 
@@ -102,8 +116,13 @@ def test_pause_resume_deactivate(settings: Settings, client_slug: str) -> None:
     ],
 )
 def test_bad_input_writes_nothing(
-    settings: Settings, client_slug: str, workflow: str, settings_data: dict[str, object],
-    cron: str | None, tz: str | None, message: str,
+    settings: Settings,
+    client_slug: str,
+    workflow: str,
+    settings_data: dict[str, object],
+    cron: str | None,
+    tz: str | None,
+    message: str,
 ) -> None:
     add_client(settings, client_slug, "Gamma")
     with pytest.raises((InputInvalid, NotFound), match=message):
