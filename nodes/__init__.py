@@ -7,6 +7,9 @@ Each node is a task named by its kind taking one input model and returning one o
     @flow
     def check(client: str) -> int:
         return http_request(HttpRequestInput(client=client, url="https://example.com")).status
+
+The package attributes ``http_request``, ``send_email`` and ``llm`` are the tasks, not their
+modules: import anything else from the package or with ``from nodes.<module> import ...``.
 """
 
 from nodes._base import (

@@ -91,6 +91,9 @@ def node_task(
 
     Results are never cached: nodes have side effects (a sent email must not be "replayed"
     from cache when the same inputs recur). Override per call site with ``.with_options()``.
+
+    ``timeout_seconds`` is a backstop: Prefect cannot interrupt a blocking call in a worker
+    thread (``.submit()``/``.map()``), so each node also bounds its own I/O with a timeout input.
     """
 
     def decorate(fn: Callable[[InputT], OutputT]) -> Task[[InputT], OutputT]:
@@ -108,9 +111,7 @@ def node_task(
     return decorate
 
 
-def resolve_credential(
-    client: str, kind: str, name: str, model: type[CredentialT]
-) -> CredentialT:
+def resolve_credential(client: str, kind: str, name: str, model: type[CredentialT]) -> CredentialT:
     """Load the client's ``kind`` credential named ``name`` (one ``load_credential`` call).
 
     Raises ``CredentialMissing`` (fails once) when it is absent, and ``TransientNodeError`` when

@@ -19,7 +19,7 @@ from pydantic import Field, field_validator
 from agency.errors import PermanentNodeError, TransientNodeError, status_to_error
 from agency.redaction import redact
 from blocks import HttpAuthCredential
-from nodes._base import NodeInput, NodeOutput, node_task, resolve_credential
+from nodes._base import NodeInput, NodeOutput, NodeSpec, node_task, resolve_credential
 
 KIND = "http_request"
 CREDENTIAL_KIND = "http_auth"
@@ -141,9 +141,7 @@ def http_request(params: HttpRequestInput) -> HttpRequestOutput:
         raise error(f"{where} answered {response.status_code}: {snippet}")
 
     elapsed_ms = round(response.elapsed.total_seconds() * 1000, 3)
-    get_run_logger().info(
-        "%s answered %s in %.0f ms", where, response.status_code, elapsed_ms
-    )
+    get_run_logger().info("%s answered %s in %.0f ms", where, response.status_code, elapsed_ms)
     return HttpRequestOutput(
         status=response.status_code,
         headers=dict(response.headers),
@@ -151,3 +149,17 @@ def http_request(params: HttpRequestInput) -> HttpRequestOutput:
         url=str(response.url),
         elapsed_ms=elapsed_ms,
     )
+
+
+SPEC = NodeSpec(
+    kind=KIND,
+    title="HTTP request",
+    description=(
+        "Send one HTTP request (any method, headers, query, JSON body), optionally "
+        "authenticated with an http_auth credential; returns status, headers and body."
+    ),
+    input_model=HttpRequestInput,
+    output_model=HttpRequestOutput,
+    credential_kind=CREDENTIAL_KIND,
+    task=http_request,
+)

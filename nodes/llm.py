@@ -28,7 +28,7 @@ from agency.errors import AgencyError, PermanentNodeError, TransientNodeError, s
 from agency.redaction import redact
 from agency.settings import get_settings
 from blocks import OpenAICredential
-from nodes._base import CredentialInput, NodeOutput, node_task, resolve_credential
+from nodes._base import CredentialInput, NodeOutput, NodeSpec, node_task, resolve_credential
 
 KIND = "llm"
 CREDENTIAL_KIND = "openai"
@@ -197,3 +197,17 @@ def llm(params: LlmInput) -> LlmOutput:
         finish_reason=choice.finish_reason,
         usage=usage,
     )
+
+
+SPEC = NodeSpec(
+    kind=KIND,
+    title="LLM",
+    description=(
+        "Ask an OpenAI-compatible chat model one prompt; returns the reply as text or parsed "
+        "JSON, with token usage (recorded for cost reporting)."
+    ),
+    input_model=LlmInput,
+    output_model=LlmOutput,
+    credential_kind=CREDENTIAL_KIND,
+    task=llm,
+)

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from agency.errors import AgencyError, PermanentNodeError, TransientNodeError
 from blocks import SmtpCredential
-from nodes._base import CredentialInput, NodeOutput, node_task, resolve_credential
+from nodes._base import CredentialInput, NodeOutput, NodeSpec, node_task, resolve_credential
 
 KIND = "send_email"
 CREDENTIAL_KIND = "smtp"
@@ -244,3 +244,17 @@ def send_email(params: SendEmailInput) -> SendEmailOutput:
         "Sent %s to %d recipient(s) via %s", message["Message-ID"], len(accepted), where
     )
     return SendEmailOutput(message_id=message["Message-ID"], accepted=accepted, refused=refused)
+
+
+SPEC = NodeSpec(
+    kind=KIND,
+    title="Send email",
+    description=(
+        "Send an email over the client's SMTP account: subject, text and HTML bodies are "
+        "jinja2 templates rendered over a context; attachments allowed."
+    ),
+    input_model=SendEmailInput,
+    output_model=SendEmailOutput,
+    credential_kind=CREDENTIAL_KIND,
+    task=send_email,
+)

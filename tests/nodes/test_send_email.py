@@ -21,9 +21,7 @@ CLIENT = "mail-node-tests"
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n fake image bytes").decode()
 
 
-def smtp_credential(
-    server: SmtpServer, name: str, security: str, **overrides: Any
-) -> str:
+def smtp_credential(server: SmtpServer, name: str, security: str, **overrides: Any) -> str:
     data: dict[str, Any] = {
         "host": server.host,
         "port": server.port,
