@@ -25,22 +25,8 @@ T = TypeVar("T")
 
 
 def client_policy(client: str, mount: str = "secret") -> str:
-    """Render the HCL policy that confines a token to one client's secrets."""
-    template = POLICY_TEMPLATE.read_text() if POLICY_TEMPLATE.exists() else _DEFAULT_POLICY
-    return template.replace("{{mount}}", mount).replace("{{client}}", client)
-
-
-_DEFAULT_POLICY = """\
-path "{{mount}}/data/clients/{{client}}/*" {
-  capabilities = ["create", "read", "update", "delete", "list"]
-}
-path "{{mount}}/metadata/clients/{{client}}/*" {
-  capabilities = ["read", "delete", "list"]
-}
-path "{{mount}}/metadata/clients/{{client}}" {
-  capabilities = ["list"]
-}
-"""
+    """Render ``infra/vault/client-policy.hcl``: a policy confining a token to one client."""
+    return POLICY_TEMPLATE.read_text().replace("{{mount}}", mount).replace("{{client}}", client)
 
 
 class VaultSecretStore(SecretStore):
