@@ -301,6 +301,11 @@ def up_cmd() -> None:
     raise typer.Exit(run_stack(get_settings()))
 
 
+from agency.commands.spec import spec_app  # noqa: E402 - command modules register below
+
+app.add_typer(spec_app, name="spec")
+
+
 def main() -> None:
     """Console entry point: point Prefect at the platform's server unless told otherwise."""
     settings = get_settings()

@@ -64,3 +64,25 @@ def status_to_error(status: int) -> type[AgencyError]:
     if status in (408, 425, 429) or status >= 500:
         return TransientNodeError
     return PermanentNodeError
+
+
+class AuthFailed(AgencyError):
+    """Sign-in refused: wrong email or password, locked account, or an expired session."""
+
+
+class AccessDenied(AgencyError):
+    """The signed-in user may not do this (another client's data, or an agency-only action)."""
+
+
+class SpecInvalid(InputInvalid):
+    """A workflow spec failed validation; ``problems`` holds one message per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(
+            f"{len(problems)} problem(s) in workflow spec:\n" + "\n".join(problems)
+        )
+
+
+class SpecRuntimeError(PermanentNodeError):
+    """A spec node's params could not be built from the run's data (names node and field)."""

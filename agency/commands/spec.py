@@ -1,0 +1,46 @@
+"""``agency spec``: validate, run and draft declarative workflow specs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+spec_app = typer.Typer(help="Declarative workflow specs (YAML/JSON DAGs).", no_args_is_help=True)
+
+
+@spec_app.command("validate")
+def validate(path: Annotated[Path, typer.Argument(help="Spec file (.yaml/.json).")]) -> None:
+    """Print every problem with its location; exit 2 when there is any."""
+    from flows.spec_runner import validate_file
+
+    problems = validate_file(path)
+    for problem in problems:
+        typer.echo(problem)
+    if problems:
+        typer.echo(f"{len(problems)} problem(s)", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"{path}: valid")
+
+
+@spec_app.command("run")
+def run(
+    path: Annotated[Path, typer.Argument(help="Spec file.")],
+    client: Annotated[str, typer.Option(help="Client slug the run works for.")],
+    inputs: Annotated[str, typer.Option(help="Inputs as a JSON object.")] = "{}",
+) -> None:
+    """Run a spec now, in this process, against the configured Prefect API."""
+    from agency.errors import AgencyError
+    from flows.spec_runner import build_flow, load_spec
+
+    try:
+        spec = load_spec(path)
+        data = json.loads(inputs)
+        result = build_flow(spec)(client=client, event=data)
+    except (AgencyError, json.JSONDecodeError) as exc:
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(2) from None
+    for node_id, outcome in result.items():
+        typer.echo(f"{node_id}\t{outcome['status']}")
