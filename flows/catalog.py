@@ -9,15 +9,25 @@ from flows.manifest import WorkflowManifest
 WORKFLOWS: dict[str, WorkflowManifest] = {m.slug: m for m in (DAILY_DIGEST,)}
 
 
+def all_workflows() -> dict[str, WorkflowManifest]:
+    """Prebuilt workflows plus the registered spec workflows (prebuilt win on a name clash)."""
+    from flows.spec_catalog import manifest_for, registered_specs
+
+    specs = {name: manifest_for(spec) for name, spec in registered_specs().items()}
+    return {**specs, **WORKFLOWS}
+
+
 def get_workflow(slug: str) -> WorkflowManifest:
     """Return the manifest of ``slug``; raise ``NotFound`` naming the known workflows."""
+    workflows = all_workflows()
     try:
-        return WORKFLOWS[slug]
+        return workflows[slug]
     except KeyError:
-        known = ", ".join(sorted(WORKFLOWS))
+        known = ", ".join(sorted(workflows))
         raise NotFound(f"Unknown workflow '{slug}'. Known workflows: {known}.") from None
 
 
 def list_workflows() -> list[WorkflowManifest]:
     """Every workflow in the catalog, by slug."""
-    return [WORKFLOWS[s] for s in sorted(WORKFLOWS)]
+    workflows = all_workflows()
+    return [workflows[s] for s in sorted(workflows)]

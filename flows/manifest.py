@@ -12,10 +12,11 @@ Trigger = Literal["cron", "webhook", "manual"]
 
 
 class CredentialRequirement(BaseModel):
-    """A credential the workflow needs; ``setting`` names the settings field that picks it."""
+    """A credential the workflow needs: a fixed ``name``, or the settings field that picks it."""
 
     kind: str = Field(description="Credential kind, e.g. smtp.")
-    setting: str = Field(description="Settings field holding the credential's name.")
+    setting: str | None = Field(default=None, description="Settings field holding the name.")
+    name: str | None = Field(default=None, description="Fixed credential name (spec workflows).")
     description: str = Field(description="Why the workflow needs it, shown to the client.")
     optional: bool = Field(default=False, description="The workflow runs without it.")
 
@@ -60,7 +61,7 @@ class WorkflowManifest(BaseModel):
         """``(kind, name)`` pairs the given settings will load at run time."""
         pairs = []
         for req in self.credentials:
-            name = getattr(settings, req.setting, None)
+            name = req.name or (getattr(settings, req.setting, None) if req.setting else None)
             if name:
                 pairs.append((req.kind, str(name)))
         return pairs

@@ -121,3 +121,34 @@ def test_cli_validate_prints_all_and_exits_2(tmp_path: Path) -> None:
     assert result.output.count("\n") >= 10 and "dangling edge" in result.output
     good = CliRunner().invoke(app, ["spec", "validate", str(_write(tmp_path, GOOD, "g.yaml"))])
     assert good.exit_code == 0 and "valid" in good.output
+
+
+def test_registered_spec_becomes_a_catalog_workflow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect.flows import load_flow_from_entrypoint
+
+    from agency.settings import get_settings
+    from flows.catalog import get_workflow, list_workflows
+    from flows.spec_catalog import register_spec
+
+    monkeypatch.setenv("AGENCY_SPEC_DIR", str(tmp_path / "specs"))
+    get_settings.cache_clear()
+    try:
+        manifest = register_spec(_write(tmp_path, GOOD))
+        assert manifest.slug == "lead-check" and manifest.version == "1.0.0"
+        assert get_workflow("lead-check").entrypoint == "flows/spec_catalog.py:spec_lead_check"
+        assert "lead-check" in [m.slug for m in list_workflows()]
+        assert {(c.kind, c.name) for c in manifest.credentials} == {
+            ("http_auth", "crm"),
+            ("openai", "openai"),
+        }
+        settings = manifest.validate_settings({"email": "a@b.test"})
+        assert settings.model_dump() == {"email": "a@b.test"}
+        flow = load_flow_from_entrypoint(str(Path.cwd() / manifest.entrypoint))
+        assert flow.name == "lead-check"
+        with pytest.raises(SpecInvalid):
+            register_spec(_write(tmp_path, BAD, "bad.yaml"))
+        assert [m.slug for m in list_workflows()].count("broken") == 0
+    finally:
+        get_settings.cache_clear()
