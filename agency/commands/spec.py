@@ -44,3 +44,25 @@ def run(
         raise typer.Exit(2) from None
     for node_id, outcome in result.items():
         typer.echo(f"{node_id}\t{outcome['status']}")
+
+
+@spec_app.command("import-kit")
+def import_kit_cmd(
+    path: Annotated[Path, typer.Argument(help="Workflow Kit instance (JSON).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Spec file to write.")],
+) -> None:
+    """Convert an Inngest Workflow Kit instance into a validated spec file."""
+    import yaml
+
+    from agency.errors import AgencyError
+    from flows.spec.kit import import_kit
+    from flows.spec.model import spec_to_dict
+    from flows.spec.validate import ensure_valid
+
+    try:
+        spec = ensure_valid(import_kit(json.loads(path.read_text())), source=str(path))
+    except (AgencyError, json.JSONDecodeError, OSError) as exc:
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(2) from None
+    output.write_text(yaml.safe_dump(spec_to_dict(spec), sort_keys=False))
+    typer.echo(f"wrote {output} ({len(spec.nodes)} nodes)")

@@ -14,6 +14,10 @@ from flows.spec.templates import ROOTS, TemplateSyntaxError, is_template, refere
 from nodes.catalog import get_node
 
 
+# nodes that accept another credential kind besides their catalog one
+ALTERNATIVE_KINDS: dict[str, tuple[str, ...]] = {"notify": ("webhook_signing",)}
+
+
 def normalise_params(params: dict[str, Any], input_model: type[BaseModel]) -> dict[str, Any]:
     """Accept DESIGN's ``auth: {credential: crm}`` shorthand for a ``credential`` field."""
     params = dict(params)
@@ -195,7 +199,9 @@ class _Checker:
                     f"undeclared credential '{credential}': add it under `credentials:` "
                     f"as {credential}: {entry.credential_kind}",
                 )
-            elif declared != entry.credential_kind:
+            elif declared != entry.credential_kind and declared not in ALTERNATIVE_KINDS.get(
+                node.node, ()
+            ):
                 self.add(
                     ("nodes", i, "params", "credential"),
                     f"credential '{credential}' is a {declared}, node '{node.node}' "
