@@ -13,6 +13,15 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+# USD per million tokens (prompt, completion); override with AGENCY_LLM_PRICES='{"model": [i, o]}'.
+DEFAULT_LLM_PRICES: dict[str, tuple[float, float]] = {
+    "gpt-4o-mini": (0.15, 0.60),
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4.1-mini": (0.40, 1.60),
+    "gpt-4.1-nano": (0.10, 0.40),
+    "gpt-4.1": (2.00, 8.00),
+    "o4-mini": (1.10, 4.40),
+}
 
 
 class Settings(BaseSettings):
@@ -32,6 +41,14 @@ class Settings(BaseSettings):
         default=PROJECT_DIR, description="Source directory deployments pull flows from."
     )
     work_pool: str = Field(default="agency", description="Prefect work pool for client runs.")
+    draft_base_url: str | None = Field(
+        default=None, description="OpenAI-compatible endpoint for `agency spec draft`."
+    )
+    draft_api_key: SecretStr | None = Field(default=None, description="Key for draft_base_url.")
+    draft_model: str = Field(default="gpt-4o-mini", description="Model for `agency spec draft`.")
+    spec_dir: Path | None = Field(
+        default=None, description="Registered workflow specs; default: flows/specs/ in the repo."
+    )
     vault_addr: str | None = Field(
         default=None, description="Vault address; when unset the embedded secret store is used."
     )
@@ -46,6 +63,46 @@ class Settings(BaseSettings):
     )
     api_host: str = Field(default="127.0.0.1", description="Prefect server host for `make up`.")
     api_port: int = Field(default=4200, description="Prefect server port for `make up`.")
+    gateway_host: str = Field(default="127.0.0.1", description="Webhook gateway bind host.")
+    gateway_port: int = Field(default=8080, description="Webhook gateway bind port.")
+    public_base_url: str | None = Field(
+        default=None,
+        description="Public URL of the gateway used in webhook URLs; default http://host:port.",
+    )
+    webhook_rate_limit_per_hour: int = Field(
+        default=100, description="Default accepted webhook runs per activation and hour."
+    )
+    webhook_rotation_grace_seconds: int = Field(
+        default=86_400, description="How long the old webhook secret still verifies after rotation."
+    )
+    storage_dir: Path | None = Field(
+        default=None,
+        description="Directory of the local file storage nodes use; default: `<home>/files`.",
+    )
+    scrape_allow_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts or IPs the scrape node may fetch although private/loopback/link-local.",
+    )
+    llm_prices: dict[str, tuple[float, float]] = Field(
+        default_factory=lambda: dict(DEFAULT_LLM_PRICES),
+        description="USD per million (prompt, completion) tokens by model name or name prefix.",
+    )
+    llm_max_retry_after_seconds: float = Field(
+        default=60.0, description="Longest Retry-After the llm node waits before its retry."
+    )
+    portal_host: str = Field(default="127.0.0.1", description="Address the portal listens on.")
+    portal_port: int = Field(default=8501, description="Port the portal listens on.")
+    portal_url: str | None = Field(
+        default=None,
+        description="Public base URL of the portal (for invite links); default: host and port.",
+    )
+    session_minutes: int = Field(
+        default=480, description="A portal sign-in expires after this many minutes."
+    )
+    lockout_failures: int = Field(
+        default=5, description="Failed sign-ins in a row that lock an account."
+    )
+    lockout_minutes: int = Field(default=15, description="How long a locked account stays locked.")
 
     @field_validator("home", mode="after")
     @classmethod
@@ -56,6 +113,17 @@ class Settings(BaseSettings):
     def platform_database_url(self) -> str:
         """The platform DB URL, defaulting to SQLite in the platform home."""
         return self.database_url or f"sqlite:///{self.home / 'agency.db'}"
+
+    @property
+    def files_dir(self) -> Path:
+        """The local file storage directory, defaulting to ``<home>/files``."""
+        return (self.storage_dir or self.home / "files").expanduser()
+
+    @property
+    def gateway_url(self) -> str:
+        """Base URL senders use to reach the webhook gateway."""
+        base = self.public_base_url or f"http://{self.gateway_host}:{self.gateway_port}"
+        return base.rstrip("/")
 
     @property
     def uses_vault(self) -> bool:

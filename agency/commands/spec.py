@@ -66,3 +66,42 @@ def import_kit_cmd(
         raise typer.Exit(2) from None
     output.write_text(yaml.safe_dump(spec_to_dict(spec), sort_keys=False))
     typer.echo(f"wrote {output} ({len(spec.nodes)} nodes)")
+
+
+@spec_app.command("draft")
+def draft_cmd(
+    request: Annotated[str, typer.Argument(help="What the workflow should do, in English.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Spec file to write.")] = Path(
+        "workflow.yaml"
+    ),
+) -> None:
+    """Draft a spec with the configured model (AGENCY_DRAFT_BASE_URL / _API_KEY / _MODEL)."""
+    import openai
+    import yaml
+
+    from agency.errors import AgencyError
+    from agency.settings import get_settings
+    from flows.spec.draft import draft_spec
+    from flows.spec.model import spec_to_dict
+
+    settings = get_settings()
+    if settings.draft_api_key is None:
+        typer.secho(
+            "error: set AGENCY_DRAFT_API_KEY (and AGENCY_DRAFT_BASE_URL for a "
+            "non-OpenAI endpoint) to draft specs",
+            err=True,
+            fg=typer.colors.RED,
+        )
+        raise typer.Exit(2)
+    client = openai.OpenAI(
+        api_key=settings.draft_api_key.get_secret_value(),
+        base_url=settings.draft_base_url,
+        max_retries=2,
+    )
+    try:
+        spec = draft_spec(request, client, settings.draft_model)
+    except AgencyError as exc:
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(2) from None
+    output.write_text(yaml.safe_dump(spec_to_dict(spec), sort_keys=False))
+    typer.echo(f"wrote {output}: {spec.name} with {len(spec.nodes)} nodes")

@@ -19,12 +19,24 @@ from nodes.catalog import get_node
 KIT_KINDS: dict[str, tuple[str, dict[str, str]]] = {
     "log_message": ("log_message", {"message": "message", "text": "message", "level": "level"}),
     "delay": ("delay", {"seconds": "seconds", "duration": "seconds"}),
-    "http_request": ("http_request", {"url": "url", "method": "method", "headers": "headers",
-                                      "body": "json_body", "query": "query"}),
-    "transform_data": ("transform", {"template": "template", "expression": "expression",
-                                     "data": "data", "output": "output"}),
-    "notify": ("notify", {"message": "text", "text": "text", "channel": "channel",
-                          "credential": "credential"}),
+    "http_request": (
+        "http_request",
+        {
+            "url": "url",
+            "method": "method",
+            "headers": "headers",
+            "body": "json_body",
+            "query": "query",
+        },
+    ),
+    "transform_data": (
+        "transform",
+        {"template": "template", "expression": "expression", "data": "data", "output": "output"},
+    ),
+    "notify": (
+        "notify",
+        {"message": "text", "text": "text", "channel": "channel", "credential": "credential"},
+    ),
 }
 _REF = re.compile(r"!ref\(\$\.event\.([A-Za-z0-9_.\[\]'\"]+)\)")
 _WHOLE_REF = re.compile(r"^\s*!ref\(\$\.event\.([A-Za-z0-9_.\[\]'\"]+)\)\s*$")
@@ -62,8 +74,10 @@ def import_kit(instance: dict[str, Any], name: str | None = None) -> WorkflowSpe
     for i, action in enumerate(actions):
         kind = action.get("kind") if isinstance(action, dict) else None
         if kind not in KIT_KINDS:
-            problems.append(f"actions[{i}].kind: unknown Workflow Kit kind {kind!r} "
-                            f"(supported: {', '.join(sorted(KIT_KINDS))})")
+            problems.append(
+                f"actions[{i}].kind: unknown Workflow Kit kind {kind!r} "
+                f"(supported: {', '.join(sorted(KIT_KINDS))})"
+            )
             continue
         node_kind, renames = KIT_KINDS[kind]
         node_id = _node_id(action.get("id", i), kind)
@@ -79,8 +93,9 @@ def import_kit(instance: dict[str, Any], name: str | None = None) -> WorkflowSpe
         if entry.credential_kind and field is not None and field.is_required():
             credential = params.setdefault("credential", node_kind)
             credentials.setdefault(str(credential), entry.credential_kind)
-        nodes.append({"id": node_id, "node": node_kind, "params": params,
-                      "description": action.get("name")})
+        nodes.append(
+            {"id": node_id, "node": node_kind, "params": params, "description": action.get("name")}
+        )
     edges = []
     for j, edge in enumerate(instance.get("edges") or []):
         source, target = str(edge.get("from")), str(edge.get("to"))
@@ -93,11 +108,13 @@ def import_kit(instance: dict[str, Any], name: str | None = None) -> WorkflowSpe
     if problems:
         raise SpecInvalid(problems)
     slug = re.sub(r"[^a-z0-9_-]+", "-", (name or instance.get("name") or "kit-workflow").lower())
-    return WorkflowSpec.model_validate({
-        "name": slug.strip("-")[:63] or "kit-workflow",
-        "description": instance.get("description"),
-        "credentials": credentials,
-        "triggers": ["manual", "webhook"],
-        "nodes": nodes,
-        "edges": edges,
-    })
+    return WorkflowSpec.model_validate(
+        {
+            "name": slug.strip("-")[:63] or "kit-workflow",
+            "description": instance.get("description"),
+            "credentials": credentials,
+            "triggers": ["manual", "webhook"],
+            "nodes": nodes,
+            "edges": edges,
+        }
+    )

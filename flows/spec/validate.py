@@ -13,7 +13,6 @@ from flows.spec.model import WorkflowSpec, _line_of
 from flows.spec.templates import ROOTS, TemplateSyntaxError, is_template, references
 from nodes.catalog import get_node
 
-
 # nodes that accept another credential kind besides their catalog one
 ALTERNATIVE_KINDS: dict[str, tuple[str, ...]] = {"notify": ("webhook_signing",)}
 
