@@ -109,7 +109,10 @@ class SpecRun:
             loc = ".".join(str(p) for p in err["loc"])
             raise SpecRuntimeError(f"Node '{node_id}': param '{loc}': {err['msg']}") from None
 
-    def submit(self, node_id: str, index: int | None, ctx: dict[str, Any]) -> None:
+    def submit(
+        self, node_id: str, index: int | None, ctx: dict[str, Any], inline: bool = False
+    ) -> None:
+        """Start one task run; ``inline`` runs it in this thread (nothing else can run now)."""
         spec_node = self.spec.node(node_id)
         entry = get_node(spec_node.node)
         params = self.build_input(node_id, ctx)
@@ -118,7 +121,18 @@ class SpecRun:
             task_run_name=key,
             cache_policy=_cache_key(key),
             persist_result=True,
+            # nodes bound their own I/O; a thread-pool task's timeout cannot interrupt it and
+            # only logs a warning per run
+            timeout_seconds=None,
         )
+        if inline:
+            try:
+                result = runnable(params)
+            except Exception as exc:
+                self.emit("node.failed", node_id, error=type(exc).__name__)
+                raise
+            self.record(node_id, index, result)
+            return
         self.pending[runnable.submit(params)] = (node_id, index)
 
     def edge_active(self, edge: Any) -> bool:
@@ -151,7 +165,7 @@ class SpecRun:
                 continue
             spec_node = self.spec.node(node_id)
             if spec_node.map is None:
-                self.submit(node_id, None, self.context())
+                self.submit(node_id, None, self.context(), inline=self.runs_alone(node_id))
                 continue
             try:
                 items = render(spec_node.map, self.context())
@@ -166,6 +180,13 @@ class SpecRun:
                 self.finish(node_id, [])
             self.fill_map(node_id)
         return progressed
+
+    def runs_alone(self, node_id: str) -> bool:
+        """True when nothing else is running or could start: run in this thread, no pool."""
+        if self.pending or self.maps.keys() - self.nodes.keys():
+            return False
+        others = [n for n in self.order if n not in self.started and n != node_id]
+        return not any(all(e.source in self.nodes for e in self.incoming[n]) for n in others)
 
     def fill_map(self, node_id: str) -> None:
         mapping = self.maps[node_id]
@@ -187,6 +208,9 @@ class SpecRun:
         except Exception as exc:
             self.emit("node.failed", node_id, error=type(exc).__name__)
             raise
+        self.record(node_id, index, result)
+
+    def record(self, node_id: str, index: int | None, result: Any) -> None:
         output = (
             result.model_dump(mode="json", by_alias=True)
             if isinstance(result, BaseModel)
