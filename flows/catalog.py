@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from agency.errors import NotFound
 from flows.daily_digest import MANIFEST as DAILY_DIGEST
+from flows.lead_intake import MANIFEST as LEAD_INTAKE
 from flows.manifest import WorkflowManifest
+from flows.uptime_monitor import MANIFEST as UPTIME_MONITOR
 
-WORKFLOWS: dict[str, WorkflowManifest] = {m.slug: m for m in (DAILY_DIGEST,)}
+WORKFLOWS: dict[str, WorkflowManifest] = {
+    m.slug: m for m in (DAILY_DIGEST, LEAD_INTAKE, UPTIME_MONITOR)
+}
 
 
 def all_workflows() -> dict[str, WorkflowManifest]:
