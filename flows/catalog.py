@@ -6,10 +6,13 @@ from agency.errors import NotFound
 from flows.daily_digest import MANIFEST as DAILY_DIGEST
 from flows.lead_intake import MANIFEST as LEAD_INTAKE
 from flows.manifest import WorkflowManifest
+from flows.newsletter_approval import MANIFEST as NEWSLETTER_APPROVAL
+from flows.review_sentiment import MANIFEST as REVIEW_SENTIMENT
 from flows.uptime_monitor import MANIFEST as UPTIME_MONITOR
 
 WORKFLOWS: dict[str, WorkflowManifest] = {
-    m.slug: m for m in (DAILY_DIGEST, LEAD_INTAKE, UPTIME_MONITOR)
+    m.slug: m
+    for m in (DAILY_DIGEST, LEAD_INTAKE, UPTIME_MONITOR, REVIEW_SENTIMENT, NEWSLETTER_APPROVAL)
 }
 
 
