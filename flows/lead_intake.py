@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from prefect import flow, get_run_logger
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from flows._common import table_field
 from flows.manifest import CredentialRequirement, WorkflowManifest
@@ -31,6 +31,8 @@ class LeadEvent(BaseModel):
 
 class LeadIntakeSettings(BaseModel):
     """What a client fills in to activate lead intake."""
+
+    model_config = ConfigDict(extra="forbid")
 
     enrich_url: str = Field(
         pattern=r"^https?://",

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from flows.manifest import CredentialRequirement, WorkflowManifest
 from nodes import HttpRequestInput, LlmInput, SendEmailInput, http_request, llm, send_email
@@ -20,6 +20,8 @@ MAX_SOURCE_CHARS = 12_000
 
 class NewsletterSettings(BaseModel):
     """What a client fills in to activate newsletter drafting."""
+
+    model_config = ConfigDict(extra="forbid")
 
     source_url: str = Field(
         pattern=r"^https?://",

@@ -10,7 +10,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.futures import PrefectFuture, wait
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from flows.manifest import CredentialRequirement, WorkflowManifest
 from nodes import (
@@ -23,6 +23,7 @@ from nodes import (
     send_email,
 )
 from nodes.aggregate import AggregateInput, aggregate
+from nodes.scrape import ScrapeField, ScrapeInput, scrape
 from nodes.store_file import StoreFileInput, store_file
 
 SENTIMENTS = ("positive", "neutral", "negative")
@@ -31,11 +32,19 @@ SENTIMENTS = ("positive", "neutral", "negative")
 class ReviewSentimentSettings(BaseModel):
     """What a client fills in to activate review sentiment."""
 
+    model_config = ConfigDict(extra="forbid")
+
     reviews_url: str = Field(
         pattern=r"^https?://",
-        title="Reviews API",
-        description="JSON list of reviews (strings or objects), or an "
-        "object with a `reviews` list.",
+        title="Reviews source",
+        description="JSON API (a list of reviews, or an object with a `reviews` list) or, "
+        "with a selector, a web page.",
+    )
+    review_selector: str | None = Field(
+        default=None,
+        title="Review selector (page)",
+        description="CSS selector of each review on the page, e.g. `.review p`; empty: the "
+        "source is a JSON API.",
     )
     review_field: str = Field(
         default="text",
@@ -151,12 +160,17 @@ def review_sentiment(
 ) -> dict[str, Any]:
     """Classify, count and summarise the reviews; return counts and the report's file key."""
     logger = get_run_logger()
-    fetched = http_request(
-        HttpRequestInput(
-            client=client, url=settings.reviews_url, credential=settings.source_credential
-        )
-    )
-    reviews = _reviews(fetched.body, settings.review_field, settings.max_reviews)
+    if settings.review_selector:
+        field = ScrapeField(name="reviews", selector=settings.review_selector, all=True)
+        page = scrape(ScrapeInput(client=client, url=settings.reviews_url, fields=[field]))
+        body: Any = page.fields.get("reviews") or []
+    else:
+        body = http_request(
+            HttpRequestInput(
+                client=client, url=settings.reviews_url, credential=settings.source_credential
+            )
+        ).body
+    reviews = _reviews(body, settings.review_field, settings.max_reviews)
     logger.info("Analysing %d reviews", len(reviews))
     labels = _classify(client, settings, reviews)
     counts = {s: Counter(labels).get(s, 0) for s in SENTIMENTS}

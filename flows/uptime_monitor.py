@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow, get_run_logger
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from flows._common import table_field
 from flows.manifest import CredentialRequirement, WorkflowManifest
@@ -17,6 +17,8 @@ from nodes.notify import NotifyInput, notify
 
 class UptimeSettings(BaseModel):
     """What a client fills in to activate uptime monitoring."""
+
+    model_config = ConfigDict(extra="forbid")
 
     urls: list[str] = Field(
         min_length=1,

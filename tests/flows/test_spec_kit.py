@@ -26,15 +26,31 @@ KIT = {
         {"from": "4", "to": "5"},
     ],
     "actions": [
-        {"id": "1", "kind": "log_message", "name": "Log",
-         "inputs": {"message": "order !ref($.event.data.order_id) received"}},
-        {"id": "2", "kind": "http_request", "name": "Fetch order",
-         "inputs": {"url": "BASE/orders", "method": "POST", "body": "!ref($.event.data)"}},
-        {"id": "3", "kind": "transform_data", "name": "Shape",
-         "inputs": {"expression": "body.total", "data": "{{ nodes.http_request_2.output }}"}},
+        {
+            "id": "1",
+            "kind": "log_message",
+            "name": "Log",
+            "inputs": {"message": "order !ref($.event.data.order_id) received"},
+        },
+        {
+            "id": "2",
+            "kind": "http_request",
+            "name": "Fetch order",
+            "inputs": {"url": "BASE/orders", "method": "POST", "body": "!ref($.event.data)"},
+        },
+        {
+            "id": "3",
+            "kind": "transform_data",
+            "name": "Shape",
+            "inputs": {"expression": "body.total", "data": "{{ nodes.http_request_2.output }}"},
+        },
         {"id": "4", "kind": "delay", "name": "Wait", "inputs": {"seconds": 0}},
-        {"id": "5", "kind": "notify", "name": "Tell Slack",
-         "inputs": {"message": "Order total {{ nodes.transform_data_3.output.value }}"}},
+        {
+            "id": "5",
+            "kind": "notify",
+            "name": "Tell Slack",
+            "inputs": {"message": "Order total {{ nodes.transform_data_3.output.value }}"},
+        },
     ],
 }
 
@@ -48,8 +64,12 @@ def test_kit_instance_imports_and_runs(
 ) -> None:
     spec = ensure_valid(import_kit(_kit(http_server)))
     assert [(n.id, n.node) for n in spec.nodes] == [
-        ("log_message_1", "log_message"), ("http_request_2", "http_request"),
-        ("transform_data_3", "transform"), ("delay_4", "delay"), ("notify_5", "notify")]
+        ("log_message_1", "log_message"),
+        ("http_request_2", "http_request"),
+        ("transform_data_3", "transform"),
+        ("delay_4", "delay"),
+        ("notify_5", "notify"),
+    ]
     assert spec.credentials == {"notify": "slack_webhook"}
     assert spec.nodes[1].params["json_body"] == "{{ inputs.data }}"
 
@@ -64,10 +84,13 @@ def test_kit_instance_imports_and_runs(
 
 
 def test_unsupported_kit_input_is_a_clear_error() -> None:
-    bad = {"actions": [{"id": "1", "kind": "send_sms", "inputs": {}},
-                       {"id": "2", "kind": "log_message",
-                        "inputs": {"message": "!ref($.state.previous)"}}],
-           "edges": [{"from": "1", "to": "9"}]}
+    bad = {
+        "actions": [
+            {"id": "1", "kind": "send_sms", "inputs": {}},
+            {"id": "2", "kind": "log_message", "inputs": {"message": "!ref($.state.previous)"}},
+        ],
+        "edges": [{"from": "1", "to": "9"}],
+    }
     with pytest.raises(SpecInvalid) as exc:
         import_kit(bad)
     assert exc.value.problems == [
