@@ -148,3 +148,34 @@ def test_next_runs_follow_the_client_time_zone() -> None:
         "2026-03-30T07:00:00+02:00",
         "2026-03-31T07:00:00+02:00",
     ]
+
+
+def test_a_registered_spec_activates_like_a_prebuilt_workflow(
+    settings: Settings, client_slug: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agency.settings import get_settings
+    from flows.spec_catalog import register_spec
+
+    spec = tmp_path / "ping.yaml"
+    spec.write_text(
+        "name: ping-site\nversion: 2.1.0\ntriggers: [cron, webhook]\n"
+        "inputs: {type: object, properties: {url: {type: string}}}\n"
+        "nodes:\n  - {id: ping, node: http_request, params: {url: '{{ inputs.url }}'}}\n"
+    )
+    monkeypatch.setenv("AGENCY_SPEC_DIR", str(tmp_path / "specs"))
+    get_settings.cache_clear()
+    try:
+        register_spec(spec)
+        add_client(settings, client_slug, "Spec Co")
+        view = activate(
+            settings, client_slug, "ping-site", {"url": "https://x.test"}, "*/10 * * * *"
+        )
+        deployment = _deployment(f"ping-site/{client_slug}")
+        assert str(deployment.id) == view.deployment_id and deployment.version == "2.1.0"
+        assert deployment.entrypoint == "flows/spec_catalog.py:spec_ping_site"
+        assert deployment.parameters["settings"] == {"url": "https://x.test"}
+        assert {"client", "settings", "event"} <= set(
+            deployment.parameter_openapi_schema["properties"]
+        )
+    finally:
+        get_settings.cache_clear()
