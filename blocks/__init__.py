@@ -21,6 +21,7 @@ from blocks.registry import (
     get_secret_store,
     list_credentials,
     load_credential,
+    onboard_client_vault,
     save_credential,
     vault_connection_from_settings,
 )
@@ -28,10 +29,12 @@ from blocks.stored_secret import StoredSecret
 from blocks.stores.base import SecretStore, StoredSecretRef
 from blocks.stores.embedded import PrefectBlockSecretStore
 from blocks.stores.vault import VaultSecretStore, client_policy
+from blocks.vault_bootstrap import ClientAppRole, bootstrap_client, bootstrap_vault
 from blocks.vault_connection import VaultConnection
 
 __all__ = [
     "CREDENTIAL_KINDS",
+    "ClientAppRole",
     "ClientCredential",
     "CredentialModel",
     "HttpAuthCredential",
@@ -46,12 +49,15 @@ __all__ = [
     "StoredSecretRef",
     "VaultConnection",
     "VaultSecretStore",
+    "bootstrap_client",
+    "bootstrap_vault",
     "client_policy",
     "delete_credential",
     "get_secret_store",
     "kind_model",
     "list_credentials",
     "load_credential",
+    "onboard_client_vault",
     "parse_credential",
     "save_credential",
     "vault_connection_from_settings",

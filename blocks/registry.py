@@ -6,6 +6,7 @@ from typing import Any
 
 from prefect.client.orchestration import get_client
 from prefect.exceptions import ObjectNotFound
+from pydantic import SecretStr
 
 from agency.errors import CredentialMissing
 from agency.settings import Settings, get_settings
@@ -15,6 +16,7 @@ from blocks.names import check_slug, credential_block_name, read_documents_by_ty
 from blocks.stores.base import SecretStore, StoredSecretRef
 from blocks.stores.embedded import PrefectBlockSecretStore
 from blocks.stores.vault import VaultSecretStore
+from blocks.vault_bootstrap import bootstrap_client, bootstrap_vault, client_vault_block
 from blocks.vault_connection import VaultConnection
 
 
@@ -58,9 +60,16 @@ def save_credential(
     check_slug(client, "client slug")
     check_slug(name, "credential name")
     model = parse_credential(kind, data)
-    store = store or get_secret_store(settings)
     vault_block = None
-    if isinstance(store, VaultSecretStore):
+    client_connection = (
+        _client_connection(client) if store is None and settings.uses_vault else None
+    )
+    if client_connection is not None:
+        # the client's own AppRole (from `agency vault bootstrap`): its policy reaches only
+        # clients/<client>/*, for writing here and for reading in the client's runs
+        store, vault_block = VaultSecretStore(client_connection), client_vault_block(client)
+    store = store or get_secret_store(settings)
+    if isinstance(store, VaultSecretStore) and vault_block is None:
         vault_block = settings.vault_block
         store.connection.save(vault_block, overwrite=True)
     ref = store.write(client, kind, name, model.to_store())
@@ -74,6 +83,33 @@ def save_credential(
     )
     block.save(credential_block_name(client, kind, name), overwrite=True)
     return block
+
+
+def _client_connection(client: str) -> VaultConnection | None:
+    try:
+        return VaultConnection.load(client_vault_block(client))
+    except ValueError:
+        return None
+
+
+def onboard_client_vault(settings: Settings, client: str) -> VaultConnection:
+    """Bootstrap Vault for ``client`` with the platform's token: policy + AppRole, saved as the
+    VaultConnection block ``vault-<client>`` that the client's credentials then use."""
+    admin = vault_connection_from_settings(settings)
+    hvac_client = admin.get_client()
+    bootstrap_vault(hvac_client, settings.vault_mount)
+    role = bootstrap_client(hvac_client, client, settings.vault_mount)
+    connection = VaultConnection(
+        address=admin.address,
+        auth_method="approle",
+        role_id=role.role_id,
+        secret_id=SecretStr(role.secret_id),
+        mount=admin.mount,
+        namespace=admin.namespace,
+        verify_tls=admin.verify_tls,
+    )
+    connection.save(client_vault_block(client), overwrite=True)
+    return connection
 
 
 def load_credential(client: str, kind: str, name: str) -> CredentialModel:

@@ -31,7 +31,7 @@ from typer.testing import CliRunner
 from agency.cli import app
 from agency.db import LlmUsage, session_scope
 from agency.settings import get_settings
-from blocks import client_policy
+from blocks import ClientCredential, VaultConnection
 from tests.fixtures.http_server import HttpServer, Reply
 from tests.fixtures.llm_server import LlmServer
 from tests.fixtures.smtp import SmtpServer
@@ -60,16 +60,10 @@ def test_daily_digest_end_to_end(
     smtp_server: SmtpServer,
     client_slug: str,
 ) -> None:
-    root = vault_server.client()
-    root.sys.create_or_update_acl_policy(
-        name=f"client-{client_slug}", policy=client_policy(client_slug)
-    )
-    client_token = root.auth.token.create(policies=[f"client-{client_slug}"], ttl="1h")["auth"][
-        "client_token"
-    ]
+    # the platform's token onboards the client (policy + AppRole); the client's credentials are
+    # then written and read with the client's own AppRole, confined to clients/<client>/*
     monkeypatch.setenv("AGENCY_VAULT_ADDR", vault_server.addr)
-    monkeypatch.setenv("AGENCY_VAULT_TOKEN", client_token)
-    monkeypatch.setenv("AGENCY_VAULT_BLOCK", f"vault-{client_slug}")
+    monkeypatch.setenv("AGENCY_VAULT_TOKEN", vault_server.root_token)
     monkeypatch.setenv("AGENCY_WORK_POOL", prefect_worker.pool)
     get_settings.cache_clear()
     try:
@@ -81,7 +75,7 @@ def test_daily_digest_end_to_end(
             llm_server,
             smtp_server,
             client_slug,
-            client_token,
+            vault_server.root_token,
         )
     finally:
         get_settings.cache_clear()
@@ -163,6 +157,9 @@ def _run_scenario(
         path=f"clients/{client}/http_auth/api", mount_point="secret", raise_on_deleted_version=True
     )
     assert stored["data"]["data"]["token"] == api_token
+    reference = ClientCredential.load_block(f"{client}-http-auth-api")
+    assert reference.vault_connection == f"vault-{client}"
+    assert VaultConnection.load(f"vault-{client}").auth_method == "approle"
 
     settings = {
         "source_url": http_server.url("/digest-data"),

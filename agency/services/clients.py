@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+import blocks
 from agency.db import Client, session_scope
 from agency.errors import InputInvalid, NotFound
 from agency.services.audit import audit
@@ -73,6 +74,17 @@ def add_client(
             client_id=client.id,
             detail={"timezone": timezone},
         )
+        if settings.uses_vault:
+            # inside the transaction: if Vault refuses, the client is not created either
+            blocks.onboard_client_vault(settings, slug)
+            audit(
+                session,
+                actor=actor,
+                action="vault.bootstrap",
+                target=slug,
+                client_id=client.id,
+                detail={"policy": f"client-{slug}"},
+            )
         return _view(client)
 
 

@@ -1,0 +1,103 @@
+"""`agency vault bootstrap` and client onboarding against the OpenBao dev server (real Vault API:
+sys/mounts, sys/auth, sys/policies/acl, AppRole) through the real hvac client."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from agency.cli import app
+from agency.errors import SecretStorePermissionDenied
+from agency.settings import get_settings
+from blocks import (
+    ClientCredential,
+    VaultConnection,
+    VaultSecretStore,
+    bootstrap_vault,
+    load_credential,
+)
+from tests.fixtures.vault import VaultServer
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+
+@pytest.fixture
+def vault_env(
+    vault_server: VaultServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    mount = f"kv-{secrets.token_hex(3)}"
+    monkeypatch.setenv("AGENCY_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("AGENCY_VAULT_ADDR", vault_server.addr)
+    monkeypatch.setenv("AGENCY_VAULT_TOKEN", vault_server.root_token)
+    monkeypatch.setenv("AGENCY_VAULT_MOUNT", mount)
+    get_settings.cache_clear()
+    yield mount
+    get_settings.cache_clear()
+
+
+def _cli(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.output
+
+
+def test_bootstrap_enables_kv2_and_approle_idempotently(vault_server: VaultServer) -> None:
+    root = vault_server.client()
+    mount = f"kv-{secrets.token_hex(3)}"
+    changes = bootstrap_vault(root, mount)
+    assert f"enabled kv-v2 at {mount}/" in changes
+    engine = root.sys.list_mounted_secrets_engines()["data"][f"{mount}/"]
+    assert engine["type"] == "kv" and engine["options"]["version"] == "2"
+    assert "approle/" in root.sys.list_auth_methods()["data"]
+    assert bootstrap_vault(root, mount) == []
+
+
+def test_onboarded_clients_are_confined_to_their_paths(
+    vault_env: str, vault_server: VaultServer, tmp_path: Path
+) -> None:
+    alpha, beta = f"a{secrets.token_hex(3)}", f"b{secrets.token_hex(3)}"
+    code, out = _cli("vault", "bootstrap")
+    assert code == 0, out
+    for slug in (alpha, beta):
+        code, out = _cli("client", "add", slug)
+        assert code == 0, out
+        values = tmp_path / f"{slug}.json"
+        values.write_text(json.dumps({"api_key": f"sk-{slug}-secret"}))
+        code, out = _cli(
+            "credentials", "set", "--client", slug, "--kind", "openai", "--from-file", str(values)
+        )
+        assert code == 0 and "(vault)" in out, out
+
+    policy = vault_server.client().sys.read_acl_policy(f"client-{alpha}")["data"]["policy"]
+    assert f'"{vault_env}/data/clients/{alpha}/*"' in policy and beta not in policy
+    block = ClientCredential.load_block(f"{alpha}-openai-default")
+    assert block.vault_connection == f"vault-{alpha}"
+    assert load_credential(alpha, "openai", "default").api_key.get_secret_value() == (  # type: ignore[attr-defined]
+        f"sk-{alpha}-secret"
+    )
+
+    alpha_login = VaultConnection.load(f"vault-{alpha}")
+    assert alpha_login.auth_method == "approle" and alpha_login.token is None
+    alpha_store = VaultSecretStore(alpha_login)
+    assert alpha_store.read(alpha, "openai", "default") == {
+        "api_key": f"sk-{alpha}-secret",
+        "default_model": "gpt-4o-mini",
+    }
+    with pytest.raises(SecretStorePermissionDenied, match=f"clients/{beta}/openai/default"):
+        alpha_store.read(beta, "openai", "default")
+
+
+def test_client_add_fails_whole_when_vault_refuses(
+    vault_env: str, vault_server: VaultServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    weak = vault_server.client().auth.token.create(policies=["default"], ttl="5m")
+    monkeypatch.setenv("AGENCY_VAULT_TOKEN", weak["auth"]["client_token"])
+    get_settings.cache_clear()
+    slug = f"w{secrets.token_hex(3)}"
+    code, out = _cli("client", "add", slug)
+    assert code == 2 and "denied" in out and weak["auth"]["client_token"] not in out
+    assert slug not in _cli("client", "list")[1]
