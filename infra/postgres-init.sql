@@ -1,0 +1,2 @@
+-- Second database for the Prefect server beside the platform's own.
+CREATE DATABASE prefect OWNER agency;

@@ -1,0 +1,102 @@
+"""Production manifests cannot start here (no container engine), so they are validated: they
+parse, every AGENCY_* variable they set is a real setting, the Prefect server is private and
+keyed, and every `agency` command line they run is accepted by the real CLI."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from agency.cli import app
+from agency.settings import Settings
+
+INFRA = Path(__file__).resolve().parents[2] / "infra"
+COMPOSE = INFRA / "compose.yaml"
+K8S = sorted((INFRA / "k8s").glob("*.yaml"))
+
+
+def _docs(path: Path) -> list[Any]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+
+
+def _strings(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        return [s for k, v in node.items() for s in [str(k), *_strings(v)]]
+    if isinstance(node, list):
+        return [s for v in node for s in _strings(v)]
+    return [str(node)]
+
+
+def _agency_commands(text: str) -> list[list[str]]:
+    found = []
+    for match in re.finditer(r"(?:exec )?\bagency ([a-z][^\"'\]\n&;]*)", text):
+        found.append(shlex.split(match.group(1)))
+    return found
+
+
+def test_all_manifests_parse() -> None:
+    assert _docs(COMPOSE)
+    for path in K8S:
+        assert _docs(path), path
+
+
+def test_agency_variables_are_real_settings() -> None:
+    fields = {f"AGENCY_{name.upper()}" for name in Settings.model_fields}
+    used: set[str] = set()
+    for path in [COMPOSE, *K8S]:
+        used |= set(re.findall(r"\bAGENCY_[A-Z_]+\b", path.read_text()))
+    assert used, "the manifests configure nothing"
+    assert used <= fields, f"unknown settings: {sorted(used - fields)}"
+
+
+def test_prefect_server_is_keyed_and_private() -> None:
+    compose = _docs(COMPOSE)[0]
+    server = compose["services"]["prefect-server"]
+    for key in ("PREFECT_SERVER_ENCRYPTION_KEY", "PREFECT_SERVER_API_AUTH_STRING"):
+        assert key in server["environment"]
+    assert server["environment"]["PREFECT_MESSAGING_BROKER"] == "prefect_redis.messaging"
+    assert all(p.startswith("127.0.0.1:") for p in server["ports"])
+    values = "\n".join(_strings(_docs(INFRA / "k8s" / "prefect-server-values.yaml")))
+    for key in (
+        "PREFECT_SERVER_ENCRYPTION_KEY",
+        "PREFECT_SERVER_API_AUTH_STRING",
+        "prefect_redis.messaging",
+    ):
+        assert key in values
+    # platform processes authenticate to the private API
+    platform_env = compose["x-platform-env"]
+    assert "PREFECT_API_AUTH_STRING" in platform_env
+
+
+def test_platform_services_share_one_image_and_two_workers() -> None:
+    services = _docs(COMPOSE)[0]["services"]
+    images = {services[s]["image"] for s in ("worker-1", "worker-2", "gateway", "portal")}
+    assert images == {"agency-platform:latest"}
+    for worker in ("worker-1", "worker-2"):
+        command = services[worker]["command"]
+        assert command[:3] == ["prefect", "worker", "start"]
+        assert command[command.index("--pool") + 1] == Settings().work_pool
+    dockerfile = (INFRA / "Dockerfile").read_text()
+    for package in ("agency", "blocks", "nodes", "flows", "deployments", "portal"):
+        assert f"COPY {package} ./{package}" in dockerfile
+
+
+@pytest.mark.parametrize("path", [COMPOSE, *K8S], ids=lambda p: p.name)
+def test_agency_command_lines_are_accepted_by_the_cli(path: Path) -> None:
+    text = path.read_text()
+    if isinstance(_docs(path)[0], dict) and "services" in _docs(path)[0]:
+        text = "\n".join(
+            " ".join(map(str, s.get("command", [])))
+            for s in _docs(path)[0]["services"].values()
+            if isinstance(s.get("command"), list)
+        )
+    for args in _agency_commands(text):
+        # --help is eager, but click rejects unknown commands and options before honouring it
+        result = CliRunner().invoke(app, [*args, "--help"])
+        assert result.exit_code == 0, f"`agency {' '.join(args)}` in {path.name}: {result.output}"
