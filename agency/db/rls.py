@@ -1,0 +1,73 @@
+"""Row-level security on the platform tables (PostgreSQL), keyed on ``app.current_client``.
+
+Client-scoped work runs as the NOLOGIN role ``agency_client`` (``SET LOCAL ROLE``) with
+``app.current_client`` set for the transaction; the policies then let it see only that client's
+rows, even for a hand-written query. The platform's own login role owns the tables and is not
+subject to the policies (agency-level work: onboarding, dispatch, admin pages). On SQLite,
+which has no RLS, scoping is the service layer's filters alone.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+ROLE = "agency_client"
+CURRENT = "current_setting('app.current_client', true)"
+_CLIENT_ID = f"(SELECT id FROM clients WHERE slug = {CURRENT})"
+
+# table -> condition a row must meet for the current client
+POLICIES: dict[str, str] = {
+    "clients": f"slug = {CURRENT}",
+    "users": f"client_id = {_CLIENT_ID}",
+    "activations": f"client_id = {_CLIENT_ID}",
+    "activation_versions": f"activation_id IN (SELECT id FROM activations WHERE client_id = "
+    f"{_CLIENT_ID})",
+    "audit_log": f"client_id = {_CLIENT_ID}",
+    "llm_usage": f"client = {CURRENT}",
+    "webhook_endpoints": f"activation_id IN (SELECT id FROM activations WHERE client_id = "
+    f"{_CLIENT_ID})",
+    "webhook_deliveries": f"client = {CURRENT}",
+    "api_keys": f"client_id = {_CLIENT_ID}",
+}
+
+
+def enable_statements(tables: dict[str, str] = POLICIES) -> list[str]:
+    """DDL that creates the role, grants it the tables and enables one policy per table."""
+    statements = [
+        f"DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{ROLE}') THEN "
+        f"CREATE ROLE {ROLE} NOLOGIN; END IF; END $$",
+        f"GRANT {ROLE} TO CURRENT_USER",
+    ]
+    for table, condition in tables.items():
+        statements += [
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO {ROLE}",
+            f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY",
+            f"DROP POLICY IF EXISTS client_isolation ON {table}",
+            f"CREATE POLICY client_isolation ON {table} TO {ROLE} USING ({condition}) "
+            f"WITH CHECK ({condition})",
+        ]
+    statements.append(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {ROLE}")
+    return statements
+
+
+def disable_statements(tables: dict[str, str] = POLICIES) -> list[str]:
+    """DDL that removes the policies (the role stays: other databases may use it)."""
+    statements = []
+    for table in tables:
+        statements += [
+            f"DROP POLICY IF EXISTS client_isolation ON {table}",
+            f"ALTER TABLE {table} DISABLE ROW LEVEL SECURITY",
+            f"REVOKE ALL ON {table} FROM {ROLE}",
+        ]
+    return statements
+
+
+def scope_to_client(session: Session, client: str) -> None:
+    """Make the rest of this transaction see only ``client``'s rows (no-op off PostgreSQL)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    session.execute(text(f"SET LOCAL ROLE {ROLE}"))
+    session.execute(
+        text("SELECT set_config('app.current_client', :client, true)"), {"client": client}
+    )
