@@ -1,27 +1,32 @@
-"""Activation of per-client Prefect deployments and their schedules."""
+"""Activation of per-client Prefect deployments, schedules, the webhook gateway and workers.
 
-from deployments.activation import (
-    DeploymentPlan,
-    activate,
-    apply,
-    deactivate,
-    ensure_work_pool,
-    pause,
-    plan,
-    resume,
-)
-from deployments.schedules import check_cron, check_timezone, next_runs
+Exports load lazily (PEP 562): Prefect imports ``deployments.prefork.worker`` through its
+collection entry point in every Prefect process, and that must not drag in the flow catalog.
+"""
 
-__all__ = [
-    "DeploymentPlan",
-    "activate",
-    "apply",
-    "check_cron",
-    "check_timezone",
-    "deactivate",
-    "ensure_work_pool",
-    "next_runs",
-    "pause",
-    "plan",
-    "resume",
-]
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "DeploymentPlan": "deployments.activation",
+    "activate": "deployments.activation",
+    "apply": "deployments.activation",
+    "deactivate": "deployments.activation",
+    "ensure_work_pool": "deployments.activation",
+    "pause": "deployments.activation",
+    "plan": "deployments.activation",
+    "resume": "deployments.activation",
+    "check_cron": "deployments.schedules",
+    "check_timezone": "deployments.schedules",
+    "next_runs": "deployments.schedules",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'deployments' has no attribute {name!r}")

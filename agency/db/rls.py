@@ -37,7 +37,9 @@ def enable_statements(tables: dict[str, str] = POLICIES) -> list[str]:
     statements = [
         f"DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{ROLE}') THEN "
         f"CREATE ROLE {ROLE} NOLOGIN; END IF; END $$",
-        f"GRANT {ROLE} TO CURRENT_USER",
+        # a DBA may pre-create the role and grant it; then the migration needs no CREATEROLE
+        f"DO $$ BEGIN IF NOT pg_has_role(current_user, '{ROLE}', 'MEMBER') THEN "
+        f"EXECUTE 'GRANT {ROLE} TO ' || quote_ident(current_user); END IF; END $$",
     ]
     for table, condition in tables.items():
         statements += [
