@@ -148,7 +148,8 @@ def _prompt_credential(kind: str) -> dict[str, Any]:
 def credentials_set(
     client: Annotated[str, typer.Option(help="Client slug.")],
     kind: Annotated[
-        str, typer.Option(help="smtp, openai, postgres, http_auth, slack_webhook, s3.")
+        str,
+        typer.Option(help="smtp, openai, postgres, http_auth, slack_webhook, s3, webhook_signing."),
     ],
     name: Annotated[str, typer.Option(help="Credential name.")] = "default",
     from_file: Annotated[Path | None, typer.Option(help="JSON file with the values.")] = None,
@@ -205,6 +206,7 @@ def activate_cmd(
     timezone: Annotated[str | None, typer.Option(help="Default: the client's.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Setting key=value.")] = None,
     settings_file: Annotated[Path | None, typer.Option(help="JSON settings file.")] = None,
+    after: Annotated[str | None, typer.Option(help="Also run when this one completes.")] = None,
 ) -> None:
     """Create or update the client's deployment of a workflow."""
     from agency.services import activate
@@ -213,7 +215,7 @@ def activate_cmd(
     manifest = get_workflow(workflow)
     schedule = None if no_schedule else (cron or manifest.default_cron)
     data = _parse_settings(set_ or [], settings_file)
-    view = activate(_settings(), client, workflow, data, schedule, timezone)
+    view = activate(_settings(), client, workflow, data, schedule, timezone, after=after)
     when = f"cron '{view.cron}' ({view.timezone})" if view.cron else "no schedule"
     typer.echo(
         f"activated {workflow}/{client} v{view.version}: {when}, deployment {view.deployment_id}"
@@ -304,6 +306,30 @@ def up_cmd() -> None:
 from agency.commands.spec import spec_app  # noqa: E402 - command modules register below
 
 app.add_typer(spec_app, name="spec")
+
+from agency.commands.vault import vault_app  # noqa: E402
+
+app.add_typer(vault_app, name="vault")
+
+from agency.commands.gateway import register as _register_gateway  # noqa: E402
+
+_register_gateway(app)
+
+from agency.commands.portal import register as _register_portal  # noqa: E402
+
+_register_portal(app)
+
+from agency.commands.nodes import nodes_app  # noqa: E402
+
+app.add_typer(nodes_app, name="nodes")
+
+from agency.commands.worker import register as _register_worker  # noqa: E402
+
+_register_worker(app)
+
+from agency.commands.approvals import approvals_app  # noqa: E402
+
+app.add_typer(approvals_app, name="approvals")
 
 
 def main() -> None:

@@ -79,10 +79,12 @@ class SpecInvalid(InputInvalid):
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
-        super().__init__(
-            f"{len(problems)} problem(s) in workflow spec:\n" + "\n".join(problems)
-        )
+        super().__init__(f"{len(problems)} problem(s) in workflow spec:\n" + "\n".join(problems))
 
 
 class SpecRuntimeError(PermanentNodeError):
     """A spec node's params could not be built from the run's data (names node and field)."""
+
+
+class ApprovalCancelled(PermanentNodeError):
+    """Nobody answered an approval request and its on-timeout policy is ``cancel``."""

@@ -2,7 +2,8 @@
 
 Starts a real ``prefect server start`` on SQLite (health in ~4 s, unlike ephemeral mode's 8-15 s
 per process), applies platform DB migrations, registers our block types, creates the ``agency``
-process work pool and starts one worker. Ctrl-C stops every process it started.
+process work pool and starts one worker, and an ``agency-prefork`` pool with one prefork worker.
+Ctrl-C stops every process it started.
 """
 
 from __future__ import annotations
@@ -125,14 +126,28 @@ def run_stack(settings: Settings) -> int:
             "worker",
             prefect + ["worker", "start", "--pool", settings.work_pool, "--type", "process"],
         )
+        # runs forked from a warm template: for webhook-rate workflows (see README)
+        start("prefork-worker", [sys.executable, "-m", "agency.cli", "worker", "--limit", "4"])
+        gateway = start(
+            "gateway",
+            [sys.executable, "-m", "agency.cli", "gateway"]
+            + ["--host", settings.gateway_host, "--port", str(settings.gateway_port)],
+        )
+        _wait_healthy(f"http://{settings.gateway_host}:{settings.gateway_port}/healthz", gateway)
+        from agency.commands.portal import portal_url, streamlit_command
+
+        start("portal", streamlit_command(settings))
         ui = env["PREFECT_API_URL"].removesuffix("/api")
         print(
             "\nagency platform is up (embedded default)\n"
+            f"  portal       {portal_url(settings)} (agency user add EMAIL --role agency)\n"
             f"  Prefect UI   {ui}\n"
             f"  Prefect API  {env['PREFECT_API_URL']}\n"
             f"  platform DB  {settings.platform_database_url}\n"
             f"  secrets      Prefect block storage (key: {settings.home}/prefect-encryption.key)\n"
-            f"  work pool    {settings.work_pool} (1 process worker)\n"
+            f"  work pools   {settings.work_pool} (1 process worker), "
+            "agency-prefork (1 prefork worker)\n"
+            f"  webhooks     {settings.gateway_url}/hooks/<client>/<workflow> (API docs /docs)\n"
             "Press Ctrl-C to stop.",
             flush=True,
         )

@@ -129,6 +129,15 @@ class S3Credential(CredentialModel):
     )
 
 
+class WebhookSigningCredential(CredentialModel):
+    """An outgoing webhook endpoint and its Standard Webhooks signing secret."""
+
+    url: str = Field(title="Webhook URL", description="Where signed events are POSTed.")
+    secret: SecretStr = Field(
+        title="Signing secret", description="Standard Webhooks secret, whsec_<base64>."
+    )
+
+
 CREDENTIAL_KINDS: dict[str, type[CredentialModel]] = {
     "smtp": SmtpCredential,
     "openai": OpenAICredential,
@@ -136,6 +145,7 @@ CREDENTIAL_KINDS: dict[str, type[CredentialModel]] = {
     "http_auth": HttpAuthCredential,
     "slack_webhook": SlackWebhookCredential,
     "s3": S3Credential,
+    "webhook_signing": WebhookSigningCredential,
 }
 
 

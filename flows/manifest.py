@@ -35,6 +35,9 @@ class WorkflowManifest(BaseModel):
     credentials: tuple[CredentialRequirement, ...] = ()
     triggers: tuple[Trigger, ...] = ("cron", "manual")
     default_cron: str | None = None
+    event_model: type[BaseModel] | None = Field(
+        default=None, description="Model a webhook event must fit (422 from the gateway if not)."
+    )
 
     @field_validator("version")
     @classmethod

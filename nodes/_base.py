@@ -129,6 +129,15 @@ def resolve_credential(client: str, kind: str, name: str, model: type[Credential
     return credential
 
 
+def current_workflow() -> str | None:
+    """The workflow slug of the current flow run: its ``workflow:<slug>`` tag (set on client
+    deployments), else the flow's name; None outside a flow run."""
+    from prefect.runtime import flow_run
+
+    tag = next((t for t in flow_run.tags or [] if t.startswith("workflow:")), None)
+    return tag.partition(":")[2] if tag else flow_run.flow_name
+
+
 @dataclass(frozen=True)
 class NodeSpec:
     """What the spec runner, the portal and the NL drafter know about one node."""
@@ -140,6 +149,7 @@ class NodeSpec:
     output_model: type[NodeOutput]
     credential_kind: str | None
     task: Task[..., Any]
+    example: dict[str, Any] | None = None  # valid input params, shown in docs/nodes.md
 
     @property
     def input_schema(self) -> dict[str, Any]:

@@ -162,4 +162,10 @@ SPEC = NodeSpec(
     output_model=HttpRequestOutput,
     credential_kind=CREDENTIAL_KIND,
     task=http_request,
+    example={
+        "client": "acme",
+        "url": "https://api.example.com/people",
+        "query": {"email": "a@example.com"},
+        "credential": "crm",
+    },
 )

@@ -257,4 +257,13 @@ SPEC = NodeSpec(
     output_model=SendEmailOutput,
     credential_kind=CREDENTIAL_KIND,
     task=send_email,
+    example={
+        "client": "acme",
+        "credential": "default",
+        "to": ["team@example.com"],
+        "subject": "Hello {{ name }}",
+        "text": "Hi {{ name }}",
+        "html": "<p>Hi <b>{{ name }}</b></p>",
+        "context": {"name": "Ann"},
+    },
 )

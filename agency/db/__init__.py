@@ -22,6 +22,7 @@ from agency.db.models import (
     Activation,
     ActivationStatus,
     ActivationVersion,
+    ApiKey,
     AuditLog,
     Base,
     Client,
@@ -30,6 +31,8 @@ from agency.db.models import (
     User,
     UserRole,
     UtcDateTime,
+    WebhookDelivery,
+    WebhookEndpoint,
     utcnow,
 )
 from agency.db.usage import record_llm_usage
@@ -42,6 +45,7 @@ __all__ = [
     "Activation",
     "ActivationStatus",
     "ActivationVersion",
+    "ApiKey",
     "AuditLog",
     "Base",
     "Client",
@@ -50,6 +54,8 @@ __all__ = [
     "User",
     "UserRole",
     "UtcDateTime",
+    "WebhookDelivery",
+    "WebhookEndpoint",
     "alembic_config",
     "current_revision",
     "dispose_engines",

@@ -11,11 +11,13 @@ from typing import Any, Literal
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     CheckConstraint,
     DateTime,
     Dialect,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -204,3 +206,70 @@ class LlmUsage(Base):
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
     total_tokens: Mapped[int] = mapped_column(Integer, default=0)
     cost_usd: Mapped[float | None] = mapped_column(Float)
+
+
+WEBHOOK_VERIFIERS: tuple[str, ...] = ("standard", "github", "stripe", "slack", "shopify", "token")
+DELIVERY_STATUSES: tuple[str, ...] = ("pending", "dispatched", "failed")
+
+
+class WebhookEndpoint(Base):
+    """The webhook trigger of one activation; its secret lives in the secret store, never here."""
+
+    __tablename__ = "webhook_endpoints"
+    __table_args__ = (CheckConstraint(_in("verifier", WEBHOOK_VERIFIERS), name="verifier"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    activation_id: Mapped[int] = mapped_column(
+        ForeignKey("activations.id", ondelete="CASCADE"), unique=True
+    )
+    verifier: Mapped[str] = mapped_column(String(16), default="standard")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    rate_limit_per_hour: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    rotated_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class WebhookDelivery(Base):
+    """One accepted request: the outbox row a dispatcher turns into exactly one flow run.
+
+    ``id`` is the delivery id answered with the 202 and used as Prefect's idempotency key.
+    ``dedupe_key`` is the sender's delivery id; it is cleared once older than the dedupe window.
+    """
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("activation_id", "dedupe_key"),
+        CheckConstraint(_in("status", DELIVERY_STATUSES), name="status"),
+        Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    activation_id: Mapped[int] = mapped_column(
+        ForeignKey("activations.id", ondelete="CASCADE"), index=True
+    )
+    client: Mapped[str] = mapped_column(String(64), index=True)
+    workflow: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(16), default="webhook")
+    dedupe_key: Mapped[str | None] = mapped_column(String(255))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    flow_run_id: Mapped[str | None] = mapped_column(String(36))
+    dispatched_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+
+
+class ApiKey(Base):
+    """A client's API key for the client API; only its SHA-256 digest is stored."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    prefix: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

@@ -11,23 +11,65 @@ from agency.services.activations import (
     pause,
     resume,
 )
+from agency.services.api_keys import (
+    ApiKeyView,
+    CreatedApiKey,
+    create_api_key,
+    list_api_keys,
+    revoke_api_key,
+)
+from agency.services.approvals import ApprovalView, answer_approval, list_pending_approvals
 from agency.services.audit import audit
+from agency.services.auth import Principal, authenticate, check_session, create_user, scope_client
 from agency.services.clients import ClientView, add_client, get_client_record, list_clients
 from agency.services.credentials import delete_credential, list_credentials, set_credential
+from agency.services.rollback import rollback
+from agency.services.webhooks import (
+    DeliveryView,
+    WebhookSecretView,
+    WebhookView,
+    disable_webhook,
+    enable_webhook,
+    get_webhook,
+    list_deliveries,
+    rotate_webhook_secret,
+)
 
 __all__ = [
     "ActivationView",
+    "ApprovalView",
+    "ApiKeyView",
     "ClientView",
+    "CreatedApiKey",
+    "DeliveryView",
+    "WebhookSecretView",
+    "WebhookView",
+    "Principal",
     "activate",
     "add_client",
+    "answer_approval",
     "audit",
+    "create_api_key",
+    "disable_webhook",
+    "enable_webhook",
+    "get_webhook",
+    "list_api_keys",
+    "list_deliveries",
+    "revoke_api_key",
+    "rotate_webhook_secret",
+    "authenticate",
+    "check_session",
+    "create_user",
     "deactivate",
     "delete_credential",
     "get_client_record",
     "list_activations",
     "list_clients",
+    "list_pending_approvals",
     "list_credentials",
     "pause",
     "resume",
+    "rollback",
+    "scope_client",
     "set_credential",
 ]

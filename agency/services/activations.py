@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -64,13 +65,21 @@ def activate(
     timezone: str | None = None,
     *,
     actor: str = "cli",
+    after: str | None = None,
 ) -> ActivationView:
     """Create or update the client's deployment and record a new activation version.
 
-    ``timezone`` defaults to the client's own. Invalid input raises before anything is written.
+    ``timezone`` defaults to the client's own. ``after`` chains the activation: it also runs
+    when the client's own activation of that workflow completes. Invalid input raises before
+    anything is written.
     """
     with session_scope(settings.platform_database_url) as session:
         record = get_client_record(session, client)
+        upstream = _find(session, record, after) if after is not None else None
+        if after is not None and (upstream is None or upstream.deployment_id is None):
+            raise NotFound(
+                f"Cannot chain after '{after}': it is not activated for client '{client}'."
+            )
         plan = deployments.plan(
             client, workflow, workflow_settings, cron, timezone or record.timezone
         )
@@ -83,6 +92,12 @@ def activate(
         act.status, act.workflow_version = "active", plan.workflow_version
         session.flush()
         act.deployment_id = str(deployments.apply(plan, app_settings=settings))
+        if upstream is not None and after is not None:
+            from deployments.chaining import chain
+
+            chain(
+                client, after, UUID(str(upstream.deployment_id)), workflow, UUID(act.deployment_id)
+            )
         session.add(
             ActivationVersion(
                 activation_id=act.id,

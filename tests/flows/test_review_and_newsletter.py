@@ -176,7 +176,10 @@ def test_newsletter_timeout_policy(
 
 
 def test_review_sentiment_from_a_page(
-    http_server: HttpServer, llm_server: LlmServer, smtp_server: SmtpServer, client_slug: str,
+    http_server: HttpServer,
+    llm_server: LlmServer,
+    smtp_server: SmtpServer,
+    client_slug: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from tests.fixtures.http_server import Reply
@@ -184,14 +187,19 @@ def test_review_sentiment_from_a_page(
     monkeypatch.setenv("AGENCY_SCRAPE_ALLOW_HOSTS", '["127.0.0.1"]')  # tests allow-list loopback
     get_settings.cache_clear()
     _credentials(client_slug, llm_server, smtp_server)
-    page = ("<html><body><div class='review'><p>Fast delivery</p></div>"
-            "<div class='review'><p>Rude staff</p></div></body></html>")
+    page = (
+        "<html><body><div class='review'><p>Fast delivery</p></div>"
+        "<div class='review'><p>Rude staff</p></div></body></html>"
+    )
     http_server.respond("/page", Reply(text=page, headers={"content-type": "text/html"}))
     llm_server.reply_next(json.dumps({"sentiment": "positive"}))
     llm_server.reply_next(json.dumps({"sentiment": "negative"}))
     llm_server.reply_next("Mixed.")
-    settings = ReviewSentimentSettings(reviews_url=http_server.url("/page"),
-                                       review_selector=".review p", recipients=["cx@shop.test"])
+    settings = ReviewSentimentSettings(
+        reviews_url=http_server.url("/page"),
+        review_selector=".review p",
+        recipients=["cx@shop.test"],
+    )
     try:
         result = review_sentiment(client_slug, settings)
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import ModuleType
 
 import pytest
 from prefect.states import Completed, Failed
@@ -24,20 +25,39 @@ from nodes import (
 def test_catalog_lists_the_nodes_with_json_schemas() -> None:
     specs = list_nodes()
 
-    assert [s.kind for s in specs] == ["http_request", "llm", "send_email"]
     assert {s.kind: s.credential_kind for s in specs} == {
+        "aggregate": "openai",
+        "approve": None,
+        "db_query": "postgres",
+        "delay": None,
         "http_request": "http_auth",
         "llm": "openai",
+        "log_message": None,
+        "notify": "slack_webhook",
+        "read_file": "s3",
+        "route": None,
+        "scrape": None,
         "send_email": "smtp",
+        "store_file": "s3",
+        "transform": None,
     }
+    assert [s.kind for s in specs] == sorted(s.kind for s in specs)
     for spec in specs:
         assert spec.task.name == spec.kind
         assert issubclass(spec.input_model, NodeInput)
         assert issubclass(spec.output_model, NodeOutput)
         assert spec.input_schema["type"] == spec.output_schema["type"] == "object"
         assert "client" in spec.input_schema["required"]
-        assert "credential" in spec.input_schema["properties"]
+        if spec.credential_kind:
+            assert "credential" in spec.input_schema["properties"]
+        assert spec.description and spec.title
         json.dumps(spec.describe())
+
+
+def test_every_example_is_valid_input() -> None:
+    for spec in list_nodes():
+        assert spec.example is not None, spec.kind
+        spec.input_model.model_validate(spec.example)
 
 
 def test_schemas_carry_what_forms_and_drafters_need() -> None:
@@ -52,7 +72,9 @@ def test_schemas_carry_what_forms_and_drafters_need() -> None:
 
 
 def test_unknown_kind_names_the_known_ones() -> None:
-    with pytest.raises(NotFound, match="Unknown node kind 'fax'. Known kinds: http_request, llm"):
+    with pytest.raises(
+        NotFound, match="Unknown node kind 'fax'. Known kinds: aggregate, approve, db_query"
+    ):
         get_node("fax")
 
 
@@ -88,6 +110,7 @@ def test_a_completed_state_is_not_retried() -> None:
 
 
 def test_all_is_complete() -> None:
-    modules = {"catalog"}
-    public = {n for n in vars(nodes) if not n.startswith("_")} - modules
+    public = {
+        n for n, v in vars(nodes).items() if not n.startswith("_") and not isinstance(v, ModuleType)
+    }
     assert public == set(nodes.__all__)

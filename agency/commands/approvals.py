@@ -1,0 +1,75 @@
+"""``agency approvals``: list a client's runs waiting for a reviewer, and answer one."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from agency.settings import Settings
+
+approvals_app = typer.Typer(help="Human approval requests.", no_args_is_help=True)
+
+
+def _settings() -> Settings:
+    """Settings with the platform DB migrated (as ``agency.cli._settings`` does)."""
+    from agency.db import upgrade
+    from agency.settings import get_settings
+
+    settings = get_settings()
+    upgrade(settings.platform_database_url)
+    return settings
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    return typer.Exit(2)
+
+
+@approvals_app.command("list")
+def list_cmd(client: Annotated[str, typer.Option(help="Client slug.")]) -> None:
+    """One line per pending request: run id, workflow, node, kind, expiry, message."""
+    from agency.errors import AgencyError
+    from agency.services.approvals import list_pending_approvals
+
+    try:
+        views = list_pending_approvals(_settings(), client)
+    except AgencyError as exc:
+        raise _fail(str(exc)) from None
+    for v in views:
+        expires = v.expires_at.isoformat(timespec="seconds") if v.expires_at else "-"
+        kind = f"choice({'|'.join(v.choices)})" if v.kind == "choice" else v.kind
+        typer.echo(f"{v.flow_run_id}\t{v.workflow}\t{v.node}\t{kind}\t{expires}\t{v.message}")
+
+
+@approvals_app.command("answer")
+def answer_cmd(
+    flow_run_id: Annotated[str, typer.Argument(help="Flow run id from `approvals list`.")],
+    client: Annotated[str, typer.Option(help="Client slug.")],
+    approve: Annotated[
+        bool | None, typer.Option("--approve/--reject", help="For approve/reject requests.")
+    ] = None,
+    text: Annotated[str | None, typer.Option(help="For text requests.")] = None,
+    choice: Annotated[str | None, typer.Option(help="For choice requests.")] = None,
+    comment: Annotated[str | None, typer.Option(help="Optional remark.")] = None,
+    actor: Annotated[str, typer.Option(help="Who answers (audit log).")] = "cli",
+) -> None:
+    """Answer one request; the paused run resumes with the answer."""
+    from agency.errors import AgencyError
+    from agency.services.approvals import answer_approval
+
+    try:
+        answer_approval(
+            _settings(),
+            client,
+            flow_run_id,
+            approved=approve,
+            text=text,
+            choice=choice,
+            comment=comment,
+            actor=actor,
+        )
+    except AgencyError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"answered {flow_run_id}; the run resumes")

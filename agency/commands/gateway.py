@@ -1,0 +1,191 @@
+"""``agency gateway``, ``agency dispatcher``, ``agency webhook …`` and ``agency api-key …``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from agency.errors import AgencyError
+from agency.settings import Settings, get_settings
+
+webhook_app = typer.Typer(help="Webhook triggers of activations.", no_args_is_help=True)
+api_key_app = typer.Typer(help="Client API keys.", no_args_is_help=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _errors(fn: F) -> F:
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except AgencyError as exc:
+            typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _settings() -> Settings:
+    from agency.db import upgrade
+
+    settings = get_settings()
+    upgrade(settings.platform_database_url)
+    return settings
+
+
+def gateway_cmd(
+    host: Annotated[str | None, typer.Option(help="Bind host; default from settings.")] = None,
+    port: Annotated[int | None, typer.Option(help="Bind port; default from settings.")] = None,
+    dispatcher: Annotated[bool, typer.Option(help="Also dispatch the outbox here.")] = True,
+) -> None:
+    """Serve the webhook gateway and client API (with its dispatcher) until Ctrl-C."""
+    import uvicorn
+
+    from deployments.gateway import create_app
+
+    settings = _settings()
+    uvicorn.run(
+        create_app(settings, run_dispatcher=dispatcher),
+        host=host or settings.gateway_host,
+        port=port or settings.gateway_port,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+def dispatcher_cmd(
+    concurrency: Annotated[int, typer.Option(help="Flow runs created in parallel.")] = 10,
+    lease_seconds: Annotated[
+        float, typer.Option(help="How long a claimed delivery is reserved before retrying.")
+    ] = 60.0,
+) -> None:
+    """Dispatch the webhook outbox into flow runs until Ctrl-C (several may run at once)."""
+    from deployments.dispatcher import run_dispatcher
+
+    run_dispatcher(
+        _settings().platform_database_url, concurrency=concurrency, lease_seconds=lease_seconds
+    )
+
+
+@webhook_app.command("enable")
+@_errors
+def webhook_enable(
+    workflow: Annotated[str, typer.Argument(help="Workflow slug.")],
+    client: Annotated[str, typer.Option(help="Client slug.")],
+    verifier: Annotated[
+        str, typer.Option(help="standard, github, stripe, slack, shopify or token.")
+    ] = "standard",
+    rate_limit: Annotated[int | None, typer.Option(help="Runs per hour (default 100).")] = None,
+    secret_prompt: Annotated[
+        bool, typer.Option("--secret-prompt", help="Enter the sender's own secret (hidden).")
+    ] = False,
+) -> None:
+    """Enable the webhook trigger; prints the URL and the secret once."""
+    from agency.services.webhooks import enable_webhook
+
+    secret = typer.prompt("Sender's signing secret", hide_input=True) if secret_prompt else None
+    view = enable_webhook(
+        _settings(),
+        client,
+        workflow,
+        verifier=verifier,
+        secret=secret,
+        rate_limit_per_hour=rate_limit,
+    )
+    typer.echo(f"url\t{view.url}\nverifier\t{view.verifier}\nsecret\t{view.secret}")
+    typer.echo("The secret is shown only now; store it in the sender.", err=True)
+
+
+@webhook_app.command("rotate")
+@_errors
+def webhook_rotate(
+    workflow: Annotated[str, typer.Argument(help="Workflow slug.")],
+    client: Annotated[str, typer.Option(help="Client slug.")],
+) -> None:
+    """Issue a new secret; the old one keeps verifying during the grace period."""
+    from agency.services.webhooks import rotate_webhook_secret
+
+    view = rotate_webhook_secret(_settings(), client, workflow)
+    typer.echo(f"url\t{view.url}\nverifier\t{view.verifier}\nsecret\t{view.secret}")
+
+
+@webhook_app.command("show")
+@_errors
+def webhook_show(
+    workflow: Annotated[str, typer.Argument(help="Workflow slug.")],
+    client: Annotated[str, typer.Option(help="Client slug.")],
+) -> None:
+    """Show the webhook URL, verifier and state (never the secret)."""
+    from agency.errors import NotFound
+    from agency.services.webhooks import get_webhook
+
+    view = get_webhook(_settings(), client, workflow)
+    if view is None:
+        raise NotFound(f"No webhook is enabled for '{workflow}' of client '{client}'.")
+    typer.echo(f"{view.url}\t{view.verifier}\t{'active' if view.active else 'disabled'}")
+
+
+@webhook_app.command("deliveries")
+@_errors
+def webhook_deliveries(
+    client: Annotated[str, typer.Option(help="Client slug.")],
+    workflow: Annotated[str | None, typer.Option(help="Only this workflow.")] = None,
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50,
+) -> None:
+    """List recent deliveries and the flow runs they became."""
+    from agency.services.webhooks import list_deliveries
+
+    for d in list_deliveries(_settings(), client, workflow=workflow, limit=limit):
+        typer.echo(
+            f"{d.id}\t{d.workflow}\t{d.received_at:%Y-%m-%d %H:%M:%S}\t{d.status}\t"
+            f"{d.flow_run_id or '-'}"
+        )
+
+
+@api_key_app.command("create")
+@_errors
+def api_key_create(
+    client: Annotated[str, typer.Option(help="Client slug.")],
+    name: Annotated[str, typer.Option(help="A label for the key.")] = "default",
+) -> None:
+    """Create an API key; it is printed once and stored only hashed."""
+    from agency.services.api_keys import create_api_key
+
+    created = create_api_key(_settings(), client, name)
+    typer.echo(f"id\t{created.id}\nkey\t{created.key}")
+
+
+@api_key_app.command("list")
+@_errors
+def api_key_list(client: Annotated[str, typer.Option(help="Client slug.")]) -> None:
+    """List a client's API keys (prefixes only)."""
+    from agency.services.api_keys import list_api_keys
+
+    for k in list_api_keys(_settings(), client):
+        state = "revoked" if k.revoked_at else "active"
+        typer.echo(f"{k.id}\t{k.name}\t{k.prefix}…\t{state}")
+
+
+@api_key_app.command("revoke")
+@_errors
+def api_key_revoke(
+    client: Annotated[str, typer.Option(help="Client slug.")],
+    key_id: Annotated[int, typer.Argument(help="Key id from `agency api-key list`.")],
+) -> None:
+    """Revoke an API key at once."""
+    from agency.services.api_keys import revoke_api_key
+
+    revoke_api_key(_settings(), client, key_id)
+    typer.echo(f"api key {key_id} revoked")
+
+
+def register(app: typer.Typer) -> None:
+    """Add these commands to the ``agency`` app."""
+    app.command("gateway")(gateway_cmd)
+    app.command("dispatcher")(dispatcher_cmd)
+    app.add_typer(webhook_app, name="webhook")
+    app.add_typer(api_key_app, name="api-key")

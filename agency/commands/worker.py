@@ -1,0 +1,45 @@
+"""``agency worker``: start an ``agency-prefork`` Prefect worker (creating its pool if missing)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from typing import Annotated
+
+import httpx
+import typer
+
+from agency.errors import AgencyError
+
+__all__ = ["register", "worker_cmd"]
+
+
+def worker_cmd(
+    pool: Annotated[str, typer.Option(help="Work pool of type agency-prefork.")] = "agency-prefork",
+    limit: Annotated[
+        int | None, typer.Option(help="Most flow runs at once (default: no limit).")
+    ] = None,
+    poll_seconds: Annotated[
+        float, typer.Option(help="Seconds between polls for new runs (Prefect's default: 10).")
+    ] = 1.0,
+) -> None:
+    """Run flow runs of POOL, each in a child forked from a warm template, until Ctrl-C."""
+    from deployments.prefork import ensure_prefork_pool
+
+    try:
+        asyncio.run(ensure_prefork_pool(pool))
+    except (AgencyError, httpx.HTTPError) as exc:
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(2) from None
+    args = [sys.executable, "-m", "prefect", "worker", "start"]
+    args += ["--pool", pool, "--type", "agency-prefork"]
+    if limit is not None:
+        args += ["--limit", str(limit)]
+    os.environ["PREFECT_WORKER_QUERY_SECONDS"] = str(poll_seconds)
+    os.execv(sys.executable, args)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``agency worker`` to the CLI."""
+    app.command("worker")(worker_cmd)

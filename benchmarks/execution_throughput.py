@@ -1,0 +1,271 @@
+"""Execution throughput: the same 5-node flow run by a process worker, by the ``agency-prefork``
+worker, and called in a warm process with heartbeats off (the ceiling), alternating in rounds.
+
+    python -m benchmarks.execution_throughput [--quick] [--runs N] [--limit L]
+
+Each round creates a batch of runs at once on one worker and waits until all are terminal;
+worker logs stay in the temporary project directory, printed as ``# logs``.
+Per mode it prints completed runs/s (runs / wall time of its batches), p50/p95 creation →
+completed (flow run ``created`` → ``end_time``) and CPU-s per run (server + worker process tree
++ this process, read from /proc). Last lines: ``prefork_vs_process`` and ``prefork_vs_inprocess``
+(ratios of runs/s; goals ≥ 6 and ≥ 0.7). Figures are noisy on a shared machine: quote medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+from uuid import UUID
+
+from benchmarks._prefect import prefect_server
+
+FLOW_FILE = '''
+"""The benchmark's 5-node flow: catalogued nodes, no I/O beyond the Prefect API."""
+
+from prefect import flow
+
+from nodes.log_message import LogMessageInput, log_message
+
+
+@flow(name="bench-five-nodes")
+def five_nodes(n: int = 0) -> int:
+    for i in range(5):
+        log_message(LogMessageInput(client="bench", message="step {{ i }} of run {{ n }}",
+                                    level="debug", context={"i": i, "n": n}))
+    return n
+'''
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+#: Where a deployed run's time goes (created → Pending → Running → end), for the current mode.
+PHASES: dict[str, list[float]] = {"pickup": [], "start": [], "body": []}
+
+
+def _cpu(pid: int) -> float:
+    """CPU seconds of ``pid`` and of its children it has reaped (0 if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(f) for f in fields[11:15]) / _TICKS
+
+
+def _tree(pid: int) -> list[int]:
+    pids, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        pids.append(current)
+        try:
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            children = []
+        todo.extend(int(c) for c in children)
+    return pids
+
+
+def _tree_cpu(pid: int) -> float:
+    # a live process's reaped children are in its own figure; live ones are added here
+    return sum(_cpu(p) for p in _tree(pid))
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+async def _wait_terminal(ids: list[UUID], timeout: float) -> list[float]:
+    """Wait until every run is terminal; return creation → end seconds of completed ones."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    deadline = time.monotonic() + timeout
+    async with get_client() as client:
+        while True:
+            runs = await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)), limit=len(ids)
+            )
+            if all(r.state is not None and r.state.is_final() for r in runs) and len(runs) == len(
+                ids
+            ):
+                bad = [r.state for r in runs if r.state is not None and not r.state.is_completed()]
+                if bad:
+                    print(f"# {len(bad)} runs did not complete: {bad[0]}", file=sys.stderr)
+                done = [r for r in runs if r.end_time and r.created and r.state.is_completed()]
+                for run in done:
+                    states = await client.read_flow_run_states(run.id)
+                    stamp = {st.type.value: st.timestamp for st in states}
+                    if {"PENDING", "RUNNING"} <= set(stamp):
+                        pending, running = stamp["PENDING"], stamp["RUNNING"]
+                        PHASES["pickup"].append((pending - run.created).total_seconds())
+                        PHASES["start"].append((running - pending).total_seconds())
+                        PHASES["body"].append((run.end_time - running).total_seconds())
+                return [(r.end_time - r.created).total_seconds() for r in done]
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"runs not finished after {timeout}s")
+            await asyncio.sleep(0.2)
+
+
+async def _deployed_batch(deployment_id: UUID, size: int, offset: int) -> tuple[float, list[float]]:
+    from prefect.client.orchestration import get_client
+
+    start = time.monotonic()
+    async with get_client() as client:
+        created = await asyncio.gather(
+            *(
+                client.create_flow_run_from_deployment(deployment_id, parameters={"n": i})
+                for i in range(offset, offset + size)
+            )
+        )
+        ids = [run.id for run in created]
+    latencies = await _wait_terminal(ids, timeout=60 + size * 10)
+    return time.monotonic() - start, latencies
+
+
+class Mode:
+    """One way of running the flow, with the pids whose CPU it is charged."""
+
+    def __init__(self, name: str, batch: Callable[[int, int], tuple[float, list[float]]]) -> None:
+        self.name, self.batch = name, batch
+        self.wall, self.cpu, self.runs = 0.0, 0.0, 0
+        self.latencies: list[float] = []
+        self.phases: list[dict[str, float]] = []
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="8 runs per mode in 2 rounds")
+    parser.add_argument("--runs", type=int, default=200, help="runs per mode (default 200)")
+    parser.add_argument("--limit", type=int, default=4, help="worker concurrency limit")
+    args = parser.parse_args()
+    runs, rounds = (8, 2) if args.quick else (args.runs, 4)
+    size = max(1, runs // rounds)
+
+    project = Path(tempfile.mkdtemp(prefix="bench-exec-"))
+    (project / "five_nodes.py").write_text(textwrap.dedent(FLOW_FILE))
+    os.environ["PREFECT_WORKER_QUERY_SECONDS"] = "1"
+    os.environ["PREFECT_WORKER_PREFETCH_SECONDS"] = "1"
+    with prefect_server():
+        server = [pid] if (pid := _server_pid()) else []
+        from prefect import flow
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.actions import WorkPoolCreate
+        from prefect.context import SettingsContext
+
+        from deployments.prefork import PreforkWorker
+        from deployments.prefork.child import child_settings
+
+        async def pools() -> None:
+            async with get_client() as client:
+                await client.create_work_pool(WorkPoolCreate(name="bench-process", type="process"))
+                await client.create_work_pool(
+                    WorkPoolCreate(
+                        name="bench-prefork",
+                        type=PreforkWorker.type,
+                        base_job_template=PreforkWorker.get_default_base_job_template(),
+                    )
+                )
+
+        asyncio.run(pools())
+        source = flow.from_source(source=str(project), entrypoint="five_nodes.py:five_nodes")
+        deployments = {
+            pool: source.deploy(
+                name=pool, work_pool_name=pool, build=False, push=False, print_next_steps=False
+            )
+            for pool in ("bench-process", "bench-prefork")
+        }
+        logs = {pool: project / f"{pool}.log" for pool in ("bench-process", "bench-prefork")}
+        workers = {
+            pool: subprocess.Popen(
+                [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool]
+                + ["--type", kind, "--limit", str(args.limit)],
+                stdout=logs[pool].open("wb"),
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONPATH": str(Path.cwd()), "PREFECT_LOGGING_LEVEL": "INFO"},
+            )
+            for pool, kind in (("bench-process", "process"), ("bench-prefork", "agency-prefork"))
+        }
+        sys.path.insert(0, str(project))
+        from five_nodes import five_nodes
+
+        def in_process(n: int, offset: int) -> tuple[float, list[float]]:
+            latencies = []
+            start = time.monotonic()
+            with SettingsContext(profile=SettingsContext.get().profile, settings=child_settings()):
+                for i in range(offset, offset + n):
+                    t0 = time.monotonic()
+                    five_nodes(i)
+                    latencies.append(time.monotonic() - t0)
+            return time.monotonic() - start, latencies
+
+        def deployed(pool: str) -> Callable[[int, int], tuple[float, list[float]]]:
+            return lambda n, offset: asyncio.run(_deployed_batch(deployments[pool], n, offset))
+
+        modes = [
+            Mode("process", deployed("bench-process")),
+            Mode("prefork", deployed("bench-prefork")),
+            Mode("inprocess", in_process),
+        ]
+        charged = {
+            "process": [*server, workers["bench-process"].pid],
+            "prefork": [*server, workers["bench-prefork"].pid],
+            "inprocess": server,
+        }
+        try:
+            for mode in modes:  # warm-up: worker start, template import, first API calls
+                mode.batch(1, 10_000)
+            for r in range(rounds):
+                order = modes if r % 2 == 0 else list(reversed(modes))
+                for mode in order:
+                    before = sum(_tree_cpu(p) for p in charged[mode.name]) + time.process_time()
+                    for phase in PHASES.values():
+                        phase.clear()
+                    wall, latencies = mode.batch(size, r * size)
+                    mode.phases.append({k: statistics.median(v) for k, v in PHASES.items() if v})
+                    after = sum(_tree_cpu(p) for p in charged[mode.name]) + time.process_time()
+                    mode.wall += wall
+                    mode.cpu += after - before
+                    mode.runs += len(latencies)
+                    mode.latencies += latencies
+                    phases = " ".join(f"{k}={v:.2f}s" for k, v in mode.phases[-1].items())
+                    print(f"# round {r} {mode.name}: {len(latencies)} runs in {wall:.1f}s {phases}")
+        finally:
+            for proc in workers.values():
+                proc.terminate()
+            for proc in workers.values():
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+
+    # another session editing the project's source makes the worker replace its template
+    replaced = logs["bench-prefork"].read_text(errors="replace").count("Replacing prefork template")
+    print(f"prefork_template_replacements={replaced}")
+    print(f"# logs {project}")
+    rate = {}
+    for mode in modes:
+        rate[mode.name] = mode.runs / mode.wall if mode.wall else 0.0
+        print(f"{mode.name}_runs_per_s={rate[mode.name]:.2f}")
+        print(f"{mode.name}_p50_s={_percentile(mode.latencies, 0.5):.3f}")
+        print(f"{mode.name}_p95_s={_percentile(mode.latencies, 0.95):.3f}")
+        print(f"{mode.name}_cpu_s_per_run={mode.cpu / max(mode.runs, 1):.3f}")
+    print(f"prefork_vs_process={rate['prefork'] / max(rate['process'], 1e-9):.2f}")
+    print(f"prefork_vs_inprocess={rate['prefork'] / max(rate['inprocess'], 1e-9):.2f}")
+
+
+def _server_pid() -> int | None:
+    """The throwaway server's pid: this process's only child (None with BENCH_PREFECT_API_URL)."""
+    children = Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read_text().split()
+    return int(children[-1]) if children else None
+
+
+if __name__ == "__main__":
+    main()

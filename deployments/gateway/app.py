@@ -1,0 +1,385 @@
+"""The ASGI gateway: the platform's only public door (the Prefect API stays private).
+
+``POST /hooks/<client>/<workflow>`` answers, in this order of checks:
+
+| status | error code              | when                                                       |
+|--------|-------------------------|------------------------------------------------------------|
+| 404    | `not_found`             | unknown client or workflow (one answer for both)           |
+| 409    | `inactive`              | activation paused/deactivated, or its webhook disabled     |
+| 413    | `payload_too_large`     | body over 1 MiB (checked while reading)                    |
+| 401    | `signature_invalid`     | missing or wrong signature / token                         |
+| 401    | `timestamp_out_of_range`| signed timestamp more than 5 minutes off                   |
+| 415    | `not_json`              | content type or body is not JSON                           |
+| 422    | `payload_invalid`       | JSON that is not an object, or fails the workflow's model  |
+| 200    | —                       | repeat of a sender delivery id within 24 h (first id back) |
+| 429    | `rate_limited`          | over the activation's hourly budget (`Retry-After` set)    |
+| 202    | —                       | persisted to the outbox: `{"delivery_id": ...}`            |
+
+No rejection writes a delivery row or starts a run. Also ``GET /healthz``, ``GET /readyz``
+(platform DB and Prefect reachable) and ``GET /metrics`` (Prometheus), plus the client API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from agency.db import session_scope
+from agency.settings import Settings
+from deployments.gateway.metrics import Metrics
+from deployments.gateway.outbox import (
+    GroupCommitter,
+    Target,
+    find_duplicate,
+    find_target,
+    pending_count,
+)
+from deployments.gateway.ratelimit import RateLimiter
+from deployments.gateway.secrets import valid_secrets
+from deployments.gateway.verifiers import VerificationFailed, delivery_key, verify
+
+if TYPE_CHECKING:
+    from deployments.dispatcher import Dispatcher
+
+logger = logging.getLogger("agency.gateway")
+
+MAX_BODY_BYTES = 1024 * 1024
+TARGET_TTL = 1.0
+SECRET_TTL = 30.0
+SECRET_REFRESH_MIN = 0.2
+
+
+class Rejected(Exception):
+    """A 4xx answer with a JSON error body."""
+
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers
+
+
+@dataclass
+class _Cached:
+    value: Any
+    at: float = field(default_factory=time.monotonic)
+
+
+class Gateway:
+    """State shared by the routes: settings, caches, rate limiter, metrics, dispatcher."""
+
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+        self.settings = settings
+        self.url = settings.platform_database_url
+        self.metrics = metrics
+        self.limiter = RateLimiter()
+        self.committer = GroupCommitter(self.url)
+        self.dispatcher: Dispatcher | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._targets: dict[tuple[str, str], _Cached] = {}
+        self._secrets: dict[tuple[str, str], _Cached] = {}
+
+    def notify(self) -> None:
+        """Wake the in-process dispatcher (callable from worker threads)."""
+        if self.dispatcher is not None and self.loop is not None:
+            self.loop.call_soon_threadsafe(self.dispatcher.wakeup.set)
+
+    def target(self, client: str, workflow: str) -> Target | None:
+        key = (client, workflow)
+        cached = self._targets.get(key)
+        if cached is None or time.monotonic() - cached.at > TARGET_TTL:
+            with session_scope(self.url) as session:
+                cached = _Cached(find_target(session, client, workflow))
+            self._targets[key] = cached
+        return cached.value  # type: ignore[no-any-return]
+
+    def cached_target(self, client: str, workflow: str) -> tuple[bool, Target | None]:
+        """``(True, target)`` from a fresh cache entry, else ``(False, None)`` (no I/O)."""
+        cached = self._targets.get((client, workflow))
+        if cached is None or time.monotonic() - cached.at > TARGET_TTL:
+            return False, None
+        return True, cached.value
+
+    def cached_secrets(self, client: str, workflow: str) -> list[str] | None:
+        """Fresh cached secrets, or ``None`` (no I/O)."""
+        cached = self._secrets.get((client, workflow))
+        if cached is None or time.monotonic() - cached.at > SECRET_TTL:
+            return None
+        return cached.value  # type: ignore[no-any-return]
+
+    def secrets(self, client: str, workflow: str, *, refresh: bool = False) -> list[str]:
+        """Secrets from the store, cached so a store or Prefect outage does not stop intake."""
+        key = (client, workflow)
+        cached = self._secrets.get(key)
+        age = None if cached is None else time.monotonic() - cached.at
+        if age is not None and not (age > SECRET_TTL or (refresh and age > SECRET_REFRESH_MIN)):
+            return cached.value  # type: ignore[union-attr, no-any-return]
+        try:
+            value = valid_secrets(self.settings, client, workflow)
+        except Exception:
+            if cached is not None:
+                return cached.value  # type: ignore[no-any-return]
+            raise
+        self._secrets[key] = _Cached(value)
+        return value
+
+
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
+    return JSONResponse({"error": code, "message": message}, status_code=status, headers=headers)
+
+
+async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The request body, refusing with 413 as soon as it passes ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise Rejected(413, "payload_too_large", "The body is over 1 MiB.")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise Rejected(413, "payload_too_large", "The body is over 1 MiB.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_event(content_type: str | None, body: bytes, model: type[BaseModel] | None) -> dict:
+    """The JSON object in ``body``; 415 when it is not JSON, 422 when not a valid object."""
+    media = (content_type or "").split(";")[0].strip().lower()
+    if media != "application/json" and not (
+        media.startswith("application/") and media.endswith("+json")
+    ):
+        raise Rejected(415, "not_json", "Send the event as application/json.")
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise Rejected(415, "not_json", "The body is not valid JSON.") from None
+    if not isinstance(payload, dict):
+        raise Rejected(422, "payload_invalid", "The event must be a JSON object.")
+    if model is not None:
+        try:
+            model.model_validate(payload)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'event'}: {e['msg']}"
+                for e in exc.errors(include_input=False)
+            )
+            raise Rejected(422, "payload_invalid", f"Invalid event: {problems}.") from None
+    return payload
+
+
+def event_model(workflow: str) -> type[BaseModel] | None:
+    """The workflow's declared input model (manifest attribute ``event_model``), if any."""
+    from agency.errors import NotFound
+    from flows.catalog import get_workflow
+
+    try:
+        return get_workflow(workflow).event_model
+    except NotFound:
+        return None
+
+
+def _enable_sqlite_wal(url: str) -> None:
+    # concurrent readers while one request writes; the setting persists in the database file
+    if url.startswith("sqlite"):
+        with session_scope(url) as session:
+            session.execute(text("PRAGMA journal_mode=WAL"))
+
+
+def create_app(
+    settings: Settings, *, run_dispatcher: bool = True, dispatcher_concurrency: int = 10
+) -> FastAPI:
+    """The gateway app; with ``run_dispatcher`` it also dispatches the outbox in-process."""
+    from deployments.gateway.api import install_error_handlers
+    from deployments.gateway.api import router as api_router
+
+    metrics = Metrics()
+    gateway = Gateway(settings, metrics)
+
+    def _pending() -> int:
+        try:
+            with session_scope(gateway.url) as session:
+                return pending_count(session)
+        except SQLAlchemyError:
+            return -1
+
+    metrics.track_pending(_pending)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await anyio.to_thread.run_sync(_enable_sqlite_wal, gateway.url)
+        stop = asyncio.Event()
+        gateway.loop = asyncio.get_running_loop()
+        task = None
+        if run_dispatcher:
+            from deployments.dispatcher import Dispatcher  # imports this package's modules
+
+            gateway.dispatcher = Dispatcher(
+                gateway.url, metrics=metrics, concurrency=dispatcher_concurrency
+            )
+            task = asyncio.create_task(gateway.dispatcher.run(stop))
+        try:
+            yield
+        finally:
+            stop.set()
+            if task is not None:
+                try:
+                    await asyncio.wait_for(task, timeout=5)
+                except TimeoutError:
+                    pass  # cancelled mid-call: the idempotency key covers the retry
+
+    app = FastAPI(
+        title="Agency gateway",
+        version="1.0.0",
+        description="Webhooks and the client API of the agency platform.",
+        lifespan=lifespan,
+    )
+    app.state.gateway = gateway
+    app.include_router(api_router)
+    install_error_handlers(app)
+
+    @app.post("/hooks/{client}/{workflow}", include_in_schema=False)
+    async def hook(client: str, workflow: str, request: Request) -> Response:
+        verifier = "unknown"
+        try:
+            hit, target = gateway.cached_target(client, workflow)
+            if not hit:
+                target = await anyio.to_thread.run_sync(gateway.target, client, workflow)
+            if target is None or target.verifier is None:
+                raise Rejected(404, "not_found", "No such webhook.")
+            if not target.accepting:
+                raise Rejected(409, "inactive", "This webhook is not active.")
+            verifier = target.verifier
+            response = await _accept(gateway, target, request)
+            metrics.requests.labels(
+                "duplicate" if response.status_code == 200 else "accepted", verifier
+            ).inc()
+            return response
+        except Rejected as exc:
+            metrics.requests.labels(exc.code, verifier).inc()
+            return _error(exc.status, exc.code, exc.message, exc.headers)
+        except SQLAlchemyError:
+            # nothing was persisted: the sender must retry, so say so instead of a bare 500
+            logger.exception("platform database unavailable")
+            metrics.requests.labels("unavailable", verifier).inc()
+            return _error(503, "unavailable", "Try again shortly.", {"Retry-After": "5"})
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> Response:
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> Response:
+        checks: dict[str, str] = {}
+        try:
+            await anyio.to_thread.run_sync(_ping_db, gateway.url)
+            checks["database"] = "ok"
+        except SQLAlchemyError as exc:
+            checks["database"] = exc.__class__.__name__
+        api = os.environ.get(
+            "PREFECT_API_URL", f"http://{settings.api_host}:{settings.api_port}/api"
+        )
+        try:
+            async with httpx.AsyncClient(timeout=2) as http:
+                answer = await http.get(f"{api.rstrip('/')}/health")
+            checks["prefect"] = "ok" if answer.status_code == 200 else f"HTTP {answer.status_code}"
+        except httpx.HTTPError as exc:
+            checks["prefect"] = exc.__class__.__name__
+        ready = all(v == "ok" for v in checks.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready", "checks": checks},
+            status_code=200 if ready else 503,
+        )
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics_route() -> Response:
+        data = await anyio.to_thread.run_sync(generate_latest, metrics.registry)
+        return PlainTextResponse(data, media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def _ping_db(url: str) -> None:
+    with session_scope(url) as session:
+        session.execute(text("SELECT 1"))
+
+
+async def _accept(gateway: Gateway, target: Target, request: Request) -> Response:
+    assert target.verifier is not None
+    body = await read_body(request)
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    try:
+        try:
+            secrets = gateway.cached_secrets(
+                target.client, target.workflow
+            ) or await anyio.to_thread.run_sync(gateway.secrets, target.client, target.workflow)
+        except Exception:  # noqa: BLE001 - store unreachable and nothing cached yet
+            logger.exception(
+                "cannot read the webhook secret of %s/%s", target.client, target.workflow
+            )
+            raise Rejected(503, "unavailable", "Try again shortly.", {"Retry-After": "5"}) from None
+        try:
+            verify(target.verifier, secrets, headers, body)
+        except VerificationFailed:
+            secrets = await anyio.to_thread.run_sync(
+                lambda: gateway.secrets(target.client, target.workflow, refresh=True)
+            )
+            verify(target.verifier, secrets, headers, body)
+    except VerificationFailed as exc:
+        raise Rejected(401, exc.code, exc.message) from None
+    payload = parse_event(request.headers.get("content-type"), body, event_model(target.workflow))
+    dedupe = delivery_key(target.verifier, headers, payload)
+    return await admit(gateway, target, payload, dedupe, "webhook")
+
+
+def _first_delivery(gateway: Gateway, target: Target, dedupe: str | None) -> str | None:
+    if dedupe is None:
+        return None
+    with session_scope(gateway.url) as session:
+        return find_duplicate(session, target.activation_id, dedupe)
+
+
+async def admit(
+    gateway: Gateway, target: Target, payload: dict[str, Any], dedupe: str | None, source: str
+) -> Response:
+    """Rate-limit, dedupe and persist one event: 429, 200 (duplicate) or 202."""
+    key = f"{target.client}/{target.workflow}"
+    limit = target.rate_limit_per_hour or gateway.settings.webhook_rate_limit_per_hour
+    wait = gateway.limiter.take(key, limit)
+    if wait:
+        first = await anyio.to_thread.run_sync(_first_delivery, gateway, target, dedupe)
+        if first is None:
+            raise Rejected(
+                429,
+                "rate_limited",
+                f"Over the budget of {limit} runs per hour.",
+                {"Retry-After": str(wait)},
+            )
+        return JSONResponse({"delivery_id": first, "duplicate": True}, status_code=200)
+    try:
+        delivery_id, created = await asyncio.wrap_future(
+            gateway.committer.submit(target, payload, dedupe, source)
+        )
+    except BaseException:
+        gateway.limiter.give_back(key)
+        raise
+    if not created:
+        gateway.limiter.give_back(key)
+        return JSONResponse({"delivery_id": delivery_id, "duplicate": True}, status_code=200)
+    gateway.notify()
+    return JSONResponse({"delivery_id": delivery_id}, status_code=202)

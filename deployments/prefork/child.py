@@ -1,0 +1,97 @@
+"""Run one existing flow run in a freshly forked child, through Prefect's own flow engine.
+
+This mirrors ``python -m prefect.engine <flow-run-id>``: read the flow run, load its flow from
+the deployment (pull steps included, so the working directory and the entrypoint file are the
+deployment's), run it with ``run_flow`` under ``handle_engine_signals``. Differences, and why:
+settings are re-read when the run's environment sets a PREFECT_ variable the template's lacks;
+SIGUSR1 means "cancelled" (see ``CANCEL_SIGNAL``); flow-run heartbeats are off (a sync flow waits
+up to ~1 s for the heartbeat thread to stop, and the worker, which watches the child, reports it
+Crashed when it dies, which is what heartbeats are for); buffered logs and events are shipped
+before ``os._exit``, since no ``atexit`` hook runs in a forked child.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+from typing import Any
+from uuid import UUID
+
+import prefect.flow_engine  # noqa: F401 - imported here so the template preloads the engine
+from prefect._internal import control_listener
+from prefect._internal.metrics import RunMetrics
+from prefect.context import SettingsContext
+from prefect.engine import _drive_run_flow_result, handle_engine_signals
+from prefect.events.worker import EventsWorker
+from prefect.flow_engine import flow_run_logger, load_flow, load_flow_run, run_flow
+from prefect.logging.handlers import APILogWorker
+from prefect.settings import Settings
+
+__all__ = ["CANCEL_SIGNAL", "child_settings", "run_child"]
+
+#: Sent by the worker to a child whose run was cancelled in Prefect.
+CANCEL_SIGNAL = signal.SIGUSR1
+
+
+def child_settings(reread: bool = True) -> Settings:
+    """Prefect settings with flow-run heartbeats off: read from the environment again if
+    ``reread`` (~50 ms), else the template's own settings."""
+    settings = Settings() if reread else SettingsContext.get().settings
+    flows = settings.flows.model_copy(update={"heartbeat_frequency": None})
+    return settings.model_copy(update={"flows": flows})
+
+
+def _changes_settings(env: dict[str, str]) -> bool:
+    # PREFECT__* variables (double underscore) carry run identity, not settings
+    return any(
+        key.startswith("PREFECT_") and not key.startswith("PREFECT__") and os.environ.get(key) != v
+        for key, v in env.items()
+    )
+
+
+def _cancel_requested(*_: object) -> None:
+    # What Prefect's runner does over its control channel before its SIGTERM: with the "cancel"
+    # intent set, the engine proposes Cancelled and runs on_cancellation hooks instead of
+    # reporting a crash. Assigned directly: taking the module's lock in a signal handler could
+    # deadlock against the main thread holding it.
+    control_listener._intent = "cancel"
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _execute(flow_run_id: UUID) -> None:
+    with handle_engine_signals(flow_run_id):
+        flow_run = load_flow_run(flow_run_id=flow_run_id)
+        run_logger = flow_run_logger(flow_run=flow_run)
+        try:
+            flow = load_flow(flow_run)
+        except Exception:
+            run_logger.error(
+                "Unexpected exception encountered when trying to load flow", exc_info=True
+            )
+            raise
+        with RunMetrics(flow_run, flow):
+            result: Any = run_flow(flow, flow_run=flow_run, error_logger=run_logger)
+            _drive_run_flow_result(flow, result)
+
+
+def run_child(flow_run_id: str, env: dict[str, str], cwd: str | None) -> int:
+    """Run the flow run in this (forked) process; return the process exit code."""
+    random.seed()  # a fork copies the template's generator state into every child
+    signal.signal(CANCEL_SIGNAL, _cancel_requested)
+    reread = _changes_settings(env)
+    os.environ.update(env)
+    if cwd:
+        os.chdir(cwd)
+    code = 0
+    settings = child_settings(reread)
+    try:
+        with SettingsContext(profile=SettingsContext.get().profile, settings=settings):
+            try:
+                _execute(UUID(flow_run_id))
+            finally:
+                APILogWorker.drain_all(timeout=10)
+                EventsWorker.drain_all(timeout=10)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return code

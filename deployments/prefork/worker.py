@@ -1,0 +1,222 @@
+"""The ``agency-prefork`` worker: Prefect's worker loop, runs forked from a warm template.
+
+``prefect worker start --type agency-prefork --pool POOL`` finds this class through the
+``prefect.collections`` entry point of this project. Per flow run the worker asks the template
+matching the run's ``preload`` list for a child (starting or replacing the template first when it
+is missing, dead, or its project source changed), records the child's pid as the run's
+infrastructure pid, and waits for the child's exit code; Prefect's ``BaseWorker`` proposes
+Crashed for a non-zero code and enforces ``--limit``. While children run, one request per second
+(``POST /flow_runs/filter``) finds those runs set to Cancelling; their child's process group gets
+SIGUSR1 (the child's engine then records Cancelled and runs ``on_cancellation`` hooks, as under
+Prefect's runner), and SIGKILL after the grace period; the worker sets Cancelled if the child
+could not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+import anyio
+import anyio.abc
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterState
+from prefect.client.schemas.filters import FlowRunFilterStateType as StateTypeFilter
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.exceptions import InfrastructureNotFound
+from prefect.workers.base import BaseWorker, BaseWorkerResult
+
+from deployments.prefork.child import CANCEL_SIGNAL
+from deployments.prefork.configuration import (
+    DEFAULT_PRELOAD,
+    PreforkJobConfiguration,
+    PreforkVariables,
+)
+from deployments.prefork.forkserver import Template
+
+__all__ = ["PreforkWorker", "PreforkWorkerResult"]
+
+CANCEL_POLL_SECONDS = 1.0
+
+
+class PreforkWorkerResult(BaseWorkerResult):
+    """Exit code and pid of one forked flow-run child."""
+
+
+@dataclass
+class _Child:
+    pid: int
+    template: Template
+    grace: float
+    cancelled: bool = False
+    exited: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class PreforkWorker(BaseWorker[PreforkJobConfiguration, PreforkVariables, PreforkWorkerResult]):
+    """Runs each flow run in its own process, forked from a template that imported Prefect."""
+
+    type = "agency-prefork"
+    job_configuration = PreforkJobConfiguration
+    job_configuration_variables = PreforkVariables
+    _description = (
+        "Run each flow run in its own process, forked from a warm template that has already "
+        "imported Prefect and the project's flows (agency platform)."
+    )
+    _display_name = "Agency prefork"
+    _documentation_url = "https://docs.prefect.io/v3/deploy/infrastructure-concepts/workers"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._templates: dict[tuple[str, ...], Template] = {}
+        self._retired: list[Template] = []
+        self._template_lock: asyncio.Lock | None = None
+        self._children: dict[UUID, _Child] = {}
+        self._watching = False
+        self._warming: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()  # strong references until each is done
+
+    async def setup(self) -> None:
+        """Set up Prefect's worker, then start the pool's default template in the background, so
+        the first run does not wait for Prefect and the project to be imported."""
+        await super().setup()
+        self._warming = self._background(self._warm())
+
+    def _background(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _warm(self) -> None:
+        preload = list(DEFAULT_PRELOAD)
+        if self._work_pool is not None:
+            variables = self._work_pool.base_job_template.get("variables", {})
+            preload = variables.get("properties", {}).get("preload", {}).get("default", preload)
+        try:
+            await self._template(tuple(preload))
+        except Exception:  # the first run retries and reports the error against itself
+            self._logger.warning("Could not start the prefork template", exc_info=True)
+
+    async def _template(self, preload: tuple[str, ...]) -> Template:
+        if self._template_lock is None:
+            self._template_lock = asyncio.Lock()
+        async with self._template_lock:
+            template = self._templates.get(preload)
+            if template is not None and template.alive and not template.stale():
+                return template
+            self._retired = [t for t in self._retired if not t.finished]
+            if template is not None:
+                self._logger.info("Replacing prefork template %s (code changed or died)", preload)
+                template.retire()
+                self._retired.append(template)
+            template = Template(preload)
+            await template.start()
+            self._logger.info("Prefork template %s ready (pid %s)", preload, template.pid)
+            self._templates[preload] = template
+            return template
+
+    async def run(
+        self,
+        flow_run: FlowRun,
+        configuration: PreforkJobConfiguration,
+        task_status: anyio.abc.TaskStatus[int] | None = None,
+    ) -> PreforkWorkerResult:
+        """Fork the run's child from a warm template and wait for it to exit."""
+        template = await self._template(tuple(configuration.preload))
+        env = {k: v for k, v in configuration.env.items() if v is not None}
+        cwd = str(configuration.working_dir) if configuration.working_dir else None
+        pid = await template.fork(str(flow_run.id), env, cwd)
+        child = _Child(pid, template, configuration.termination_grace_seconds)
+        self._children[flow_run.id] = child
+        if task_status is not None:
+            task_status.started(pid)
+        if not self._watching:
+            self._watching = True
+            self._background(self._watch_cancellations())
+        try:
+            code = await template.wait(pid)
+        finally:
+            child.exited.set()
+            self._children.pop(flow_run.id, None)
+        # a child we terminated for a cancellation is not a crash
+        return PreforkWorkerResult(status_code=0 if child.cancelled else code, identifier=str(pid))
+
+    async def _terminate(self, child: _Child) -> None:
+        """Ask the child to cancel; SIGKILL its process group after the grace period."""
+        try:
+            os.kill(child.pid, CANCEL_SIGNAL)
+        except ProcessLookupError:
+            pass
+        try:
+            await asyncio.wait_for(child.exited.wait(), child.grace)
+        except TimeoutError:
+            pass
+        try:  # whatever the run started and left behind goes too
+            os.killpg(child.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        await child.exited.wait()
+
+    async def _cancel(self, run: FlowRun, child: _Child) -> None:
+        child.cancelled = True
+        self.get_flow_run_logger(run).info("Cancelling: terminating child %s", child.pid)
+        await self._terminate(child)
+        current = await self.client.read_flow_run(run.id)
+        if current.state is None or current.state.type != StateType.CANCELLED:
+            # the child died before its engine could record the cancellation
+            await self._mark_flow_run_as_cancelled(
+                current, state_updates={"message": "Flow run cancelled; its process was killed."}
+            )
+
+    async def _watch_cancellations(self) -> None:
+        try:
+            while self._children:
+                await self._cancel_requested()
+                await asyncio.sleep(CANCEL_POLL_SECONDS)
+        finally:
+            self._watching = False
+
+    async def _cancel_requested(self) -> None:
+        try:
+            runs = await self.client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    id=FlowRunFilterId(any_=list(self._children)),
+                    state=FlowRunFilterState(type=StateTypeFilter(any_=[StateType.CANCELLING])),
+                )
+            )
+        except Exception:  # a blip must not stop the watcher; the next poll retries
+            self._logger.warning("Could not poll for cancelled runs", exc_info=True)
+            return
+        for run in runs:
+            child = self._children.get(run.id)
+            if child is not None and not child.cancelled:
+                child.cancelled = True
+                self._background(self._cancel(run, child))
+
+    async def kill_infrastructure(
+        self,
+        infrastructure_pid: str,
+        configuration: PreforkJobConfiguration,
+        grace_seconds: int = 30,
+    ) -> None:
+        """Terminate one of this worker's children by pid (SIGUSR1, then SIGKILL)."""
+        pid = int(str(infrastructure_pid).rsplit(":", 1)[-1])
+        for child in list(self._children.values()):
+            if child.pid == pid:
+                child.cancelled, child.grace = True, min(child.grace, grace_seconds)
+                await self._terminate(child)
+                return
+        raise InfrastructureNotFound(f"no child with pid {pid} on this worker")
+
+    async def teardown(self, *exc_info: Any) -> None:
+        """Retire every template; each exits once its running children have ended."""
+        if self._warming is not None:
+            self._warming.cancel()
+        for template in [*self._templates.values(), *self._retired]:
+            template.retire()
+        self._templates.clear()
+        await super().teardown(*exc_info)

@@ -1,0 +1,182 @@
+"""The ``notify`` node: a Slack incoming webhook, or a generic webhook signed per Standard Webhooks.
+
+Slack (``slack_webhook`` credential): ``POST <webhook url>`` with ``{"text": ...}``; Slack answers
+``200 ok``. Webhook (``webhook_signing`` credential: ``url`` and ``secret`` ``whsec_<base64>``):
+``POST <url>`` with the JSON body ``{"type", "timestamp", "data"}`` and the headers
+``webhook-id: msg_<hex>``, ``webhook-timestamp: <unix seconds>`` and
+``webhook-signature: v1,<base64 HMAC-SHA256(secret, "{id}.{timestamp}.{body}")>``; any 2xx is
+success. 408/425/429/5xx and connection errors raise ``TransientNodeError`` (retried with the same
+``webhook-id``, so receivers can dedupe); any other 4xx raises ``PermanentNodeError``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import httpx
+from prefect import get_run_logger
+from prefect.runtime import task_run
+from pydantic import Field, field_validator
+
+from agency.errors import PermanentNodeError, TransientNodeError, status_to_error
+from agency.redaction import redact
+from blocks import SlackWebhookCredential
+from blocks.kinds import WebhookSigningCredential
+from nodes._base import CredentialInput, NodeOutput, NodeSpec, node_task, resolve_credential
+from nodes._expr import check_template, render
+
+KIND = "notify"
+CREDENTIAL_KIND = "slack_webhook"
+WEBHOOK_CREDENTIAL_KIND = "webhook_signing"
+_SNIPPET = 200
+
+
+class NotifyInput(CredentialInput):
+    """One notification."""
+
+    channel: Literal["slack", "webhook"] = Field(
+        default="slack",
+        title="Channel",
+        description="slack (slack_webhook credential) or webhook (webhook_signing credential).",
+    )
+    text: str = Field(title="Text", description="jinja2 template of the message.")
+    context: dict[str, Any] = Field(
+        default_factory=dict, title="Context", description="Values the template sees."
+    )
+    event_type: str = Field(
+        default="agency.notification",
+        title="Event type",
+        description="`type` of the webhook event.",
+    )
+    data: dict[str, Any] = Field(
+        default_factory=dict,
+        title="Data",
+        description="Extra fields of the webhook event's `data` (beside `text`).",
+    )
+    timeout_seconds: float = Field(
+        default=15.0, gt=0, title="Timeout", description="Seconds for the request."
+    )
+
+    @field_validator("text")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        return check_template(value)
+
+
+class NotifyOutput(NodeOutput):
+    """What the receiver answered."""
+
+    channel: str = Field(title="Channel", description="slack or webhook.")
+    status: int = Field(title="Status", description="HTTP status of the answer.")
+    message_id: str | None = Field(
+        default=None, title="Message id", description="webhook-id sent (webhook channel)."
+    )
+    text: str = Field(title="Text", description="The rendered message.")
+
+
+def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
+    """The Standard Webhooks ``webhook-signature`` value for one message."""
+    raw = secret.removeprefix("whsec_")
+    try:
+        key = base64.b64decode(raw, validate=True)
+    except binascii.Error:
+        raise PermanentNodeError(
+            "The webhook_signing secret is not whsec_<base64>; rotate it."
+        ) from None
+    signed = f"{message_id}.{timestamp}.".encode() + body
+    digest = hmac.new(key, signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def _post(where: str, url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
+    try:
+        response = httpx.post(url, content=body, headers=headers, timeout=timeout)
+    except httpx.TimeoutException as exc:
+        raise TransientNodeError(f"{where} timed out after {timeout:g} s.") from exc
+    except httpx.TransportError as exc:
+        raise TransientNodeError(f"{where} failed: {type(exc).__name__}.") from exc
+    if response.status_code >= 300:
+        snippet = redact(response.text[:_SNIPPET])
+        error = status_to_error(response.status_code)
+        raise error(f"{where} answered {response.status_code}: {snippet}")
+    return response.status_code
+
+
+def _message_id() -> str:
+    # Stable across retries of one task run, so a receiver dedupes a retried delivery.
+    run_id = task_run.id
+    return f"msg_{uuid.UUID(run_id).hex if run_id else uuid.uuid4().hex}"
+
+
+@node_task(KIND, timeout_seconds=120)
+def notify(params: NotifyInput) -> NotifyOutput:
+    """Post one message to Slack or to a signed webhook.
+
+    Example::
+
+        notify(NotifyInput(client="acme", credential="alerts", text="{{ n }} hot leads",
+                           context={"n": 3}))
+    """
+    text = render(params.text, params.context, "text template")
+    base = {"content-type": "application/json", "user-agent": "agency-platform/notify"}
+    if params.channel == "slack":
+        slack = resolve_credential(
+            params.client, CREDENTIAL_KIND, params.credential, SlackWebhookCredential
+        )
+        # The Slack URL is itself the secret, so messages name only the credential.
+        where = f"Slack webhook '{params.credential}'"
+        body = json.dumps({"text": text}).encode()
+        url = slack.url.get_secret_value()
+        status = _post(where, url, body, base, params.timeout_seconds)
+        get_run_logger().info("Posted to %s (%s)", where, status)
+        return NotifyOutput(channel="slack", status=status, text=text)
+
+    hook = resolve_credential(
+        params.client, WEBHOOK_CREDENTIAL_KIND, params.credential, WebhookSigningCredential
+    )
+    message_id = _message_id()
+    timestamp = int(time.time())
+    event = {
+        "type": params.event_type,
+        "timestamp": datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z"),
+        "data": {**params.data, "text": text},
+    }
+    body = json.dumps(event, separators=(",", ":"), default=str).encode()
+    headers = {
+        **base,
+        "webhook-id": message_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": sign(hook.secret.get_secret_value(), message_id, timestamp, body),
+    }
+    where = f"POST {httpx.URL(hook.url).copy_with(query=None)}"
+    status = _post(where, hook.url, body, headers, params.timeout_seconds)
+    get_run_logger().info("Delivered %s via %s (%s)", message_id, where, status)
+    return NotifyOutput(channel="webhook", status=status, message_id=message_id, text=text)
+
+
+SPEC = NodeSpec(
+    kind=KIND,
+    title="Notify",
+    description=(
+        "Post a message to a Slack incoming webhook (slack_webhook credential) or to a generic "
+        "webhook signed per Standard Webhooks (channel webhook, webhook_signing credential)."
+    ),
+    input_model=NotifyInput,
+    output_model=NotifyOutput,
+    credential_kind=CREDENTIAL_KIND,
+    task=notify,
+    example={
+        "client": "acme",
+        "credential": "alerts",
+        "text": "{{ count }} hot leads today",
+        "context": {"count": 3},
+    },
+)

@@ -1,0 +1,19 @@
+"""Shared pieces of the portal's pages: the signed-in session, error display, generated forms."""
+
+from portal.components.forms import model_form
+from portal.components.session import (
+    acting_client,
+    current_principal,
+    friendly_errors,
+    principal,
+    settings,
+)
+
+__all__ = [
+    "acting_client",
+    "current_principal",
+    "friendly_errors",
+    "model_form",
+    "principal",
+    "settings",
+]

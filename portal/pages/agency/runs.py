@@ -1,0 +1,29 @@
+"""Agency: recent runs of every client, failures first."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from agency.services import admin
+from portal.components import friendly_errors, principal, settings
+
+st.title("All runs")
+with friendly_errors():
+    listed = admin.runs_failures_first(settings(), principal())
+    failed = sum(r.failed for r in listed)
+    st.metric("Failed among recent runs", failed)
+    st.dataframe(
+        [
+            {
+                "client": r.client,
+                "workflow": r.workflow,
+                "state": r.state_name,
+                "trigger": r.trigger,
+                "started": f"{r.started:%Y-%m-%d %H:%M}" if r.started else "",
+                "run": r.name,
+                "id": r.id,
+            }
+            for r in listed
+        ],
+        hide_index=True,
+    )

@@ -1,0 +1,280 @@
+"""Each portal page driven with ``streamlit.testing.v1.AppTest`` through the real router
+(``portal/app.py``), against the real platform DB and the session's Prefect test server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from prefect.client.schemas.objects import StateType
+from streamlit.testing.v1 import AppTest
+
+from agency.db import record_llm_usage, utcnow
+from agency.errors import NotFound
+from agency.services import runs, workspace
+from agency.settings import get_settings
+from tests.fixtures.llm_server import LlmServer
+from tests.fixtures.portal import PASSWORD, PendingApproval, PortalWorld, make_run
+
+PORTAL = Path(__file__).resolve().parents[2] / "portal"
+APP = str(PORTAL / "app.py")
+DIGEST = {"source_url": "https://api.example.test/today", "recipients": ["team@example.test"]}
+
+
+@pytest.fixture
+def world(portal_world: PortalWorld, monkeypatch: pytest.MonkeyPatch) -> Iterator[PortalWorld]:
+    """The portal process reads the world's settings from the environment, as in production."""
+    monkeypatch.setenv("AGENCY_HOME", str(portal_world.settings.home))
+    monkeypatch.setenv("AGENCY_WORK_POOL", portal_world.settings.work_pool)
+    get_settings.cache_clear()
+    yield portal_world
+    get_settings.cache_clear()
+
+
+def _app(principal: object = None, page: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    if principal is not None:
+        at.session_state["principal"] = principal
+    at.run()
+    if page is not None:
+        at.switch_page(f"pages/{page}").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _texts(at: AppTest) -> str:
+    parts: list[str] = []
+    for kind in ("title", "subheader", "markdown", "caption", "info", "success", "warning"):
+        parts += [str(e.value) for e in getattr(at, kind)]
+    parts += [str(e.value) for e in at.error] + [str(e.value) for e in at.code]
+    for frame in at.dataframe:
+        parts.append(frame.value.to_csv())
+    return "\n".join(parts)
+
+
+def test_sign_in_wrong_password_then_right_then_sign_out(world: PortalWorld) -> None:
+    at = _app()
+    assert [t.value for t in at.title] == ["Sign in"]
+    at.text_input(key="sign_in.email").input(world.email_a)
+    at.text_input(key="sign_in.password").input("wrong password")
+    at.button[0].click().run()
+    assert [e.value for e in at.error] == ["Wrong email or password."]
+    assert "principal" not in at.session_state
+
+    at.text_input(key="sign_in.password").input(PASSWORD)
+    at.button[0].click().run()
+    assert at.session_state["principal"].client == world.client_a
+    assert [t.value for t in at.title] == ["Catalog"]
+    at.switch_page("pages/account/sign_out.py").run()
+    assert "principal" not in at.session_state
+    assert [t.value for t in at.title] == ["Sign in"]
+    assert "You are signed out." in _texts(at)
+
+
+def test_expired_session_goes_back_to_sign_in(world: PortalWorld) -> None:
+    expired = replace(world.a, expires_at=utcnow() - timedelta(seconds=1))
+    at = _app(expired)
+    assert [t.value for t in at.title] == ["Sign in"]
+    assert "expired" in _texts(at)
+
+
+def test_client_navigation_has_no_agency_pages_and_agency_pages_refuse_clients(
+    world: PortalWorld,
+) -> None:
+    at = _app(world.a, "client/catalog.py")
+    with pytest.raises(Exception):  # noqa: B017 - AppTest refuses pages outside the navigation
+        at.switch_page("pages/agency/clients.py").run()
+    direct = AppTest.from_file(str(PORTAL / "pages/agency/clients.py"), default_timeout=30)
+    direct.session_state["principal"] = world.a
+    direct.run()
+    assert "Only agency staff can do this." in [e.value for e in direct.error]
+    assert direct.dataframe.len == 0
+
+
+def test_catalog_lists_workflows_with_needs_and_status(world: PortalWorld) -> None:
+    text = _texts(_app(world.a, "client/catalog.py"))
+    assert "Daily digest" in text and "Not active" in text
+    assert "Add these credentials before activating: openai, smtp." in text
+    workspace.activate_workflow(world.settings, world.a, "daily_digest", DIGEST, None)
+    assert "Active" in _texts(_app(world.a, "client/catalog.py"))
+
+
+def test_credentials_save_test_and_delete_never_show_the_secret(
+    world: PortalWorld, llm_server: LlmServer
+) -> None:
+    at = _app(world.a, "client/credentials.py")
+    at.selectbox(key="credential.kind").set_value("openai").run()
+    at.text_input(key="credential.openai.0.api_key").input(llm_server.api_key)
+    at.text_input(key="credential.openai.0.base_url").input(llm_server.base_url)
+    test = next(b for b in at.button if b.label == "Test connection")
+    test.click().run()
+    assert any("model(s) available" in s.value for s in at.success), _texts(at)
+
+    at.text_input(key="credential.openai.0.api_key").input("sk-wrong")
+    next(b for b in at.button if b.label == "Test connection").click().run()
+    assert any("refused the API key" in e.value for e in at.error)
+
+    at.text_input(key="credential.openai.0.api_key").input(llm_server.api_key)
+    next(b for b in at.button if b.label == "Save").click().run()
+    text = _texts(at)
+    assert "Saved openai/default" in text and "set on" in text
+    assert llm_server.api_key not in text
+    assert all(llm_server.api_key != t.value for t in at.text_input)
+
+    at.button(key="test.openai.default").click().run()
+    assert any("model(s) available" in s.value for s in at.success)
+    at.button(key="delete.openai.default").click().run()
+    assert "Deleted openai/default." in _texts(at)
+    assert workspace.credentials(world.settings, world.a) == []
+
+
+def test_credentials_bad_input_is_a_plain_sentence(world: PortalWorld) -> None:
+    at = _app(world.a, "client/credentials.py")
+    at.selectbox(key="credential.kind").set_value("smtp").run()
+    at.text_input(key="credential.smtp.0.port").input("not a port")
+    next(b for b in at.button if b.label == "Save").click().run()
+    assert at.error and "Traceback" not in _texts(at)
+    assert workspace.credentials(world.settings, world.a) == []
+
+
+def test_workflows_activate_pause_and_roll_back(world: PortalWorld) -> None:
+    at = _app(world.a, "client/workflows.py")
+    assert "Status:** not active" in _texts(at)
+    at.text_input(key="wf.daily_digest.source_url").input(DIGEST["source_url"])
+    at.text_area(key="wf.daily_digest.recipients").input("team@example.test")
+    at.selectbox(key="wf.preset").set_value("Weekdays at 09:00").run()
+    assert at.text_input(key="wf.timezone").value == "Europe/Paris"
+    assert "Next runs:" in _texts(at)
+    at.button(key="wf.activate").click().run()
+    assert "Daily digest is active (version 1)." in _texts(at)
+    (act,) = workspace.activations(world.settings, world.a)
+    assert (act.cron, act.timezone, act.status) == ("0 9 * * 1-5", "Europe/Paris", "active")
+
+    at.selectbox(key="wf.preset").set_value("Custom cron").run()
+    at.text_input(key="wf.cron").input("61 * * * *").run()
+    assert any("Invalid cron expression" in w.value for w in at.warning)
+    at.text_input(key="wf.cron").input("30 6 * * *")
+    at.button(key="wf.activate").click().run()
+    at.button(key="wf.pause").click().run()
+    assert "Status:** paused" in _texts(at)
+    at.selectbox(key="wf.rollback_to").set_value(1)
+    at.button(key="wf.rollback").click().run()
+    assert "Rolled back to version 1 (now version 3)." in _texts(at)
+    (act,) = workspace.activations(world.settings, world.a)
+    assert (act.cron, act.version, act.status) == ("0 9 * * 1-5", 3, "active")
+    assert workspace.activations(world.settings, world.b) == []
+
+
+def test_runs_show_only_own_runs_with_outputs_logs_and_retry(world: PortalWorld) -> None:
+    mine = make_run(world.client_a, StateType.FAILED, secret_marker="alpha")
+    theirs = make_run(world.client_b, secret_marker="bravo")
+    at = _app(world.a, "client/runs.py")
+    text = _texts(at)
+    assert "output of" in text and "alpha" in text and "bravo" not in text
+    their_name = runs.get_run(world.settings, world.b, theirs).name
+    options = at.selectbox(key="runs.detail").options
+    assert len(options) == 1 and their_name not in options[0]
+    assert at.selectbox(key="runs.detail").value == str(mine)
+    assert "Activate a workflow to run it." in text
+
+    workspace.activate_workflow(world.settings, world.a, "daily_digest", DIGEST, None)
+    mine_deployed = runs.run_now(world.settings, world.a, "daily_digest")
+    from prefect.client.orchestration import get_client
+    from prefect.states import Failed
+
+    with get_client(sync_client=True) as api:
+        api.set_flow_run_state(mine_deployed.id, Failed(), force=True)
+    at = _app(world.a, "client/runs.py")
+    at.selectbox(key="runs.detail").set_value(mine_deployed.id).run()
+    at.button(key=f"runs.retry.{mine_deployed.id}").click().run()
+    assert runs.get_run(world.settings, world.a, mine_deployed.id).state_name == "AwaitingRetry"
+
+    at.button(key="runs.run_now").click().run()
+    listed = runs.list_runs(world.settings, world.a)
+    assert [r.trigger for r in listed if r.id != str(mine)] == ["manual", "manual"]
+    assert str(mine) in [r.id for r in listed]
+
+
+def test_approvals_page_without_requests(world: PortalWorld) -> None:
+    at = _app(world.a, "client/approvals.py")
+    if workspace.pending_approvals(world.settings, world.a):
+        pytest.fail("a fresh client has no approval requests")
+    assert "No approval requests." in _texts(at)
+
+
+def test_usage_chart_and_table_for_own_client(world: PortalWorld) -> None:
+    for client, tokens in ((world.client_a, 321), (world.client_b, 777)):
+        record_llm_usage(
+            world.settings.platform_database_url,
+            client=client,
+            workflow="daily_digest",
+            flow_run_id=None,
+            model="m",
+            prompt_tokens=tokens,
+            completion_tokens=0,
+            total_tokens=tokens,
+        )
+    at = _app(world.a, "client/usage.py")
+    table = at.dataframe[0].value
+    assert list(table["LLM tokens"]) == [321] and "777" not in _texts(at)
+
+
+def test_agency_clients_create_invite_runs_and_costs(world: PortalWorld) -> None:
+    at = _app(world.agency)
+    assert [t.value for t in at.title] == ["Clients"]
+    assert {world.client_a, world.client_b} <= set(at.dataframe[0].value["client"])
+    new_slug = f"{world.client_a}n"
+    at.text_input[0].input(new_slug)
+    at.text_input[1].input("New Co")
+    next(b for b in at.button if b.label == "Create client").click().run()
+    assert f"Client {new_slug} created." in _texts(at)
+    next(b for b in at.selectbox if b.label == "Client").set_value(new_slug)
+    next(t for t in at.text_input if t.label == "Email").input("new.user@newco.test")
+    next(b for b in at.button if b.label == "Invite").click().run()
+    temporary = at.code[-1].value
+    from agency.services import authenticate
+
+    assert authenticate(world.settings, "new.user@newco.test", temporary).client == new_slug
+
+    bad = make_run(world.client_b, StateType.FAILED)
+    ok = make_run(world.client_a)
+    at.switch_page("pages/agency/runs.py").run()
+    ids = list(at.dataframe[0].value["id"])
+    assert ids.index(str(bad)) < ids.index(str(ok))
+
+    record_llm_usage(
+        world.settings.platform_database_url,
+        client=world.client_b,
+        workflow="daily_digest",
+        flow_run_id=None,
+        model="m",
+        prompt_tokens=5,
+        completion_tokens=5,
+        total_tokens=10,
+    )
+    at.switch_page("pages/agency/costs.py").run()
+    assert world.client_b in set(at.dataframe[0].value["client"])
+
+    # the workspace pages act for the client picked in the sidebar
+    at.sidebar.selectbox[0].set_value(world.client_b).run()
+    at.switch_page("pages/client/runs.py").run()
+    assert at.selectbox(key="runs.detail").value == str(bad)  # B's only run
+
+
+def test_approvals_answered_from_the_page_resume_the_run(world: PortalWorld) -> None:
+    pending = PendingApproval(world.client_a, "Send the offer to Globex?")
+    run_id = pending.wait_listed(world.settings, world.a)
+    assert workspace.pending_approvals(world.settings, world.b) == []
+    with pytest.raises(NotFound):
+        workspace.answer_approval(world.settings, world.b, run_id, approved=False)
+
+    at = _app(world.a, "client/approvals.py")
+    assert "Send the offer to Globex?" in _texts(at)
+    at.text_input(key=f"approvals.{run_id}.comment").input("go ahead")
+    at.button(key=f"approvals.{run_id}.approve").click().run()
+    assert "Approved: the run continues." in _texts(at)
+    answer = pending.result()
+    assert (answer.approved, answer.comment, answer.reviewer) == (True, "go ahead", world.email_a)

@@ -1,0 +1,1 @@
+"""Test-only workflows (never in the product catalog)."""
