@@ -72,7 +72,7 @@ def _section(spec: NodeSpec) -> list[str]:
         f"- Credential kind: {credential}",
         f"- Policy: {task.retries} retries on transient errors (backoff "
         f"{', '.join(f'{d:g}' for d in task.retry_delay_seconds or [])} s, jitter), "
-        f"timeout {task.timeout_seconds:g} s",
+        f"timeout {task.node_timeout_seconds:g} s",
         "",
         "Input:",
         "",

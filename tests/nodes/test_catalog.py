@@ -85,7 +85,8 @@ def test_every_node_carries_the_default_policy() -> None:
         assert task.retry_delay_seconds == [2.0, 4.0, 8.0]
         assert task.retry_jitter_factor
         assert task.retry_condition_fn is retry_on_transient
-        assert task.timeout_seconds
+        # the bound is the node's own (its I/O timeouts), not Prefect's thread timeout
+        assert task.node_timeout_seconds > 0 and task.timeout_seconds is None
 
 
 @pytest.mark.parametrize(
