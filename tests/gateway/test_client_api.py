@@ -120,7 +120,11 @@ def test_events_stream_follows_a_run_to_its_end(
                     elif line.startswith("data: "):
                         events.append((name, json.loads(line.removeprefix("data: "))))
         states = [data["state"] for name, data in events if name == "state"]
-        assert states[0] == "SCHEDULED" and states[-1] == "COMPLETED" and len(states) >= 3
+        # the worker may pick the run up before the stream opens: the stream starts at the
+        # current state and then follows every change, in order
+        order = ["SCHEDULED", "PENDING", "RUNNING", "COMPLETED"]
+        assert states[-1] == "COMPLETED" and states[0] in order
+        assert [order.index(s) for s in states] == sorted(order.index(s) for s in states)
         assert events[-1] == ("end", {"run_id": run_id, "state": "COMPLETED"})
         [delivery] = list_deliveries(settings, client_slug)
         assert delivery.flow_run_id == run_id
@@ -149,6 +153,9 @@ def api_target(
         catalog.WORKFLOWS.pop(ECHO.slug, None)
 
 
+# schemathesis' own strategies sometimes use `random`, which Hypothesis flags with a deprecation
+# warning; that is theirs, not ours, and must not fail the run
+@pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning")
 def test_openapi_fuzz_finds_no_server_error(api_target: tuple[str, str]) -> None:
     """Schemathesis generates requests for every operation of /openapi.json; none gets a 5xx."""
     url, key = api_target
