@@ -10,15 +10,13 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
-import httpx
 import typer
 
-from agency.errors import AgencyError
-from agency.settings import Settings, get_settings
+from agency.commands._common import clear_errors, ready_settings
+from agency.settings import get_settings
 
 app = typer.Typer(help="Managed workflow agency platform on Prefect.", no_args_is_help=True)
 client_app = typer.Typer(help="Onboard and list clients.", no_args_is_help=True)
@@ -30,42 +28,7 @@ app.add_typer(client_app, name="client")
 app.add_typer(credentials_app, name="credentials")
 app.add_typer(db_app, name="db")
 
-F = TypeVar("F", bound=Callable[..., Any])
-_db_ready: set[str] = set()
-
-
-def _settings() -> Settings:
-    """Settings with the platform DB migrated (once per process)."""
-    settings = get_settings()
-    url = settings.platform_database_url
-    if url not in _db_ready:
-        from agency.db import upgrade
-
-        upgrade(url)
-        _db_ready.add(url)
-    return settings
-
-
-def clear_errors(fn: F) -> F:
-    """Turn platform errors into one line on stderr and exit code 2 (never a traceback)."""
-
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except AgencyError as exc:
-            typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
-            raise typer.Exit(2) from None
-        except httpx.TransportError:
-            api = os.environ.get("PREFECT_API_URL", "the Prefect API")
-            typer.secho(
-                f"error: cannot reach {api}; is the platform running (make up)?",
-                err=True,
-                fg=typer.colors.RED,
-            )
-            raise typer.Exit(3) from None
-
-    return wrapper  # type: ignore[return-value]
+_settings = ready_settings
 
 
 def _parse_settings(items: list[str], settings_file: Path | None) -> dict[str, Any]:

@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
-if TYPE_CHECKING:
-    from agency.settings import Settings
+from agency.commands._common import ready_settings
 
 approvals_app = typer.Typer(help="Human approval requests.", no_args_is_help=True)
-
-
-def _settings() -> Settings:
-    """Settings with the platform DB migrated (as ``agency.cli._settings`` does)."""
-    from agency.db import upgrade
-    from agency.settings import get_settings
-
-    settings = get_settings()
-    upgrade(settings.platform_database_url)
-    return settings
+_settings = ready_settings
 
 
 def _fail(message: str) -> typer.Exit:

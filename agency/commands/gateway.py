@@ -2,39 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import wraps
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
 
-from agency.errors import AgencyError
-from agency.settings import Settings, get_settings
+from agency.commands._common import clear_errors, ready_settings
 
 webhook_app = typer.Typer(help="Webhook triggers of activations.", no_args_is_help=True)
 api_key_app = typer.Typer(help="Client API keys.", no_args_is_help=True)
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _errors(fn: F) -> F:
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except AgencyError as exc:
-            typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
-            raise typer.Exit(2) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _settings() -> Settings:
-    from agency.db import upgrade
-
-    settings = get_settings()
-    upgrade(settings.platform_database_url)
-    return settings
+_errors = clear_errors
+_settings = ready_settings
 
 
 def gateway_cmd(

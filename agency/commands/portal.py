@@ -4,40 +4,19 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
 
-from agency.errors import AgencyError
-from agency.settings import Settings, get_settings
+from agency.commands._common import clear_errors, ready_settings
+from agency.settings import Settings
 
 PORTAL_APP = Path(__file__).resolve().parents[2] / "portal" / "app.py"
 user_app = typer.Typer(help="Portal users.", no_args_is_help=True)
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _errors(fn: F) -> F:
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except AgencyError as exc:
-            typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
-            raise typer.Exit(2) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _settings() -> Settings:
-    from agency.db import upgrade
-
-    settings = get_settings()
-    upgrade(settings.platform_database_url)
-    return settings
+_errors = clear_errors
+_settings = ready_settings
 
 
 def portal_url(settings: Settings, host: str | None = None, port: int | None = None) -> str:
