@@ -294,6 +294,10 @@ from agency.commands.approvals import approvals_app  # noqa: E402
 
 app.add_typer(approvals_app, name="approvals")
 
+from agency.commands.exporter import register as _register_exporter  # noqa: E402
+
+_register_exporter(app)
+
 
 def main() -> None:
     """Console entry point: point Prefect at the platform's server unless told otherwise."""
