@@ -41,6 +41,11 @@ class Settings(BaseSettings):
         default=PROJECT_DIR, description="Source directory deployments pull flows from."
     )
     work_pool: str = Field(default="agency", description="Prefect work pool for client runs.")
+    webhook_work_pool: str | None = Field(
+        default="agency-prefork",
+        description="Work pool (type agency-prefork) for activations with a webhook trigger; "
+        "empty: `work_pool`.",
+    )
     draft_base_url: str | None = Field(
         default=None, description="OpenAI-compatible endpoint for `agency spec draft`."
     )
@@ -124,6 +129,10 @@ class Settings(BaseSettings):
         """Base URL senders use to reach the webhook gateway."""
         base = self.public_base_url or f"http://{self.gateway_host}:{self.gateway_port}"
         return base.rstrip("/")
+
+    def pool_for(self, *, webhook: bool) -> str:
+        """The work pool of an activation: the prefork pool when a webhook starts it."""
+        return (self.webhook_work_pool or self.work_pool) if webhook else self.work_pool
 
     @property
     def uses_vault(self) -> bool:

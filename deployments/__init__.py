@@ -15,6 +15,7 @@ _EXPORTS = {
     "apply": "deployments.activation",
     "deactivate": "deployments.activation",
     "ensure_work_pool": "deployments.activation",
+    "move_to_pool": "deployments.activation",
     "pause": "deployments.activation",
     "plan": "deployments.activation",
     "resume": "deployments.activation",

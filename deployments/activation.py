@@ -32,6 +32,7 @@ class DeploymentPlan:
     settings: dict[str, Any]
     cron: str | None
     timezone: str
+    webhook: bool = False  # a webhook starts it: runs go to the webhook (prefork) pool
 
     @property
     def deployment_name(self) -> str:
@@ -44,7 +45,13 @@ class DeploymentPlan:
 
 
 def plan(
-    client: str, workflow: str, settings: dict[str, Any], cron: str | None, timezone: str
+    client: str,
+    workflow: str,
+    settings: dict[str, Any],
+    cron: str | None,
+    timezone: str,
+    *,
+    webhook: bool = False,
 ) -> DeploymentPlan:
     """Validate everything an activation needs, touching nothing; raise ``InputInvalid``."""
     check_slug(client, "client slug")
@@ -60,6 +67,7 @@ def plan(
         settings=model.model_dump(mode="json"),
         cron=cron,
         timezone=timezone,
+        webhook=webhook,
     )
 
 
@@ -75,7 +83,7 @@ def activate(
 ) -> UUID:
     """Create or update the deployment ``<workflow>/<client>`` and return its id.
 
-    The deployment runs on the process work pool ``app_settings.work_pool`` from the project
+    The deployment runs on the work pool ``app_settings.pool_for(webhook=...)`` from the project
     directory, with parameters ``client`` and ``settings`` (never a secret), tags
     ``client:<slug>`` and ``workflow:<slug>``, and a cron schedule in ``timezone``.
     """
@@ -94,7 +102,7 @@ def apply(
     schedules = [Cron(deployment.cron, timezone=deployment.timezone)] if deployment.cron else []
     deployment_id = flow.deploy(  # type: ignore[union-attr]
         name=deployment.client,
-        work_pool_name=app_settings.work_pool,
+        work_pool_name=app_settings.pool_for(webhook=deployment.webhook),
         build=False,
         push=False,
         schedules=schedules,
@@ -117,6 +125,17 @@ def _deployment_id(workflow: str, client: str) -> UUID:
             raise NotFound(
                 f"Workflow '{workflow}' is not activated for client '{client}'."
             ) from None
+
+
+def move_to_pool(deployment_id: UUID, pool: str, *, prefork: bool = False) -> None:
+    """Point the deployment at work pool ``pool``; with ``prefork``, create it as an
+    ``agency-prefork`` pool if missing. Runs already queued keep their pool."""
+    from prefect.client.schemas.actions import DeploymentUpdate
+
+    if prefork:
+        ensure_work_pool(pool, prefork=True)
+    with get_client(sync_client=True) as api:
+        api.update_deployment(deployment_id, DeploymentUpdate(work_pool_name=pool))
 
 
 def pause(workflow: str, client: str) -> UUID:
@@ -142,16 +161,20 @@ def deactivate(workflow: str, client: str) -> None:
         api.delete_deployment(deployment_id)
 
 
-def ensure_work_pool(name: str) -> None:
-    """Create the process work pool ``name`` if it does not exist."""
+def ensure_work_pool(name: str, *, prefork: bool = False) -> None:
+    """Create the work pool ``name`` if it does not exist: a process pool, or with
+    ``prefork`` an ``agency-prefork`` one."""
     from prefect.client.schemas.actions import WorkPoolCreate
     from prefect.workers.process import ProcessWorker
 
+    from deployments.prefork.worker import PreforkWorker
+
+    worker = PreforkWorker if prefork else ProcessWorker
     with get_client(sync_client=True) as api:
         try:
             api.read_work_pool(name)
         except ObjectNotFound:
-            template = ProcessWorker.get_default_base_job_template()
+            template = worker.get_default_base_job_template()
             api.create_work_pool(
-                WorkPoolCreate(name=name, type="process", base_job_template=template)
+                WorkPoolCreate(name=name, type=worker.type, base_job_template=template)
             )

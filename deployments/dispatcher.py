@@ -8,6 +8,10 @@ run, a dispatcher killed between creating a run and recording it creates no seco
 delivery's lease runs out and it is tried again. When Prefect is unreachable or answers 5xx, the
 delivery stays pending and is retried with exponential backoff; nothing is dropped.
 
+Deliveries of a batch activation are first grouped into batches (``deployments.gateway.batches``)
+and each batch becomes one run with ``events=[...]``, the batch id as idempotency key and the tag
+``batch:<id>``.
+
 Run it in the gateway process (``agency gateway``) or alone (``agency dispatcher``); several may
 run at once.
 """
@@ -17,7 +21,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 import anyio
@@ -27,6 +33,16 @@ from prefect.events import emit_event
 from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 
 from agency.db import session_scope, utcnow
+from deployments.gateway.batches import (
+    BATCH_TAG_PREFIX,
+    BatchConflict,
+    ClaimedBatch,
+    claim_due_batches,
+    form_batches,
+    mark_batch_dispatched,
+    mark_batch_failed,
+    mark_batch_retry,
+)
 from deployments.gateway.metrics import Metrics
 from deployments.gateway.outbox import Claimed, claim_due, mark_dispatched, mark_failed, mark_retry
 
@@ -35,11 +51,53 @@ logger = logging.getLogger("agency.dispatcher")
 EVENT_NAME = "agency.webhook.received"
 
 
+@dataclass(frozen=True)
+class Job:
+    """One flow run to create: for a single delivery or for a batch of them."""
+
+    key: str  # the delivery or batch id: Prefect's idempotency key
+    batch: bool
+    client: str
+    workflow: str
+    deployment_id: str | None
+    parameters: dict[str, Any]
+    attempts: int
+    received_at: datetime
+    tags: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of_delivery(cls, d: Claimed) -> Job:
+        return cls(
+            d.id,
+            False,
+            d.client,
+            d.workflow,
+            d.deployment_id,
+            {"event": d.payload},
+            d.attempts,
+            d.received_at,
+        )
+
+    @classmethod
+    def of_batch(cls, b: ClaimedBatch) -> Job:
+        return cls(
+            b.id,
+            True,
+            b.client,
+            b.workflow,
+            b.deployment_id,
+            {"events": b.payloads},
+            b.attempts,
+            b.first_received_at,
+            [f"{BATCH_TAG_PREFIX}{b.id}"],
+        )
+
+
 @dataclass
 class Outcome:
-    """What happened to one claimed delivery."""
+    """What happened to one claimed job."""
 
-    delivery: Claimed
+    job: Job
     flow_run_id: str | None = None
     retry_after: float | None = None
     error: str | None = None
@@ -74,66 +132,79 @@ class Dispatcher:
         base = min(self.max_backoff_seconds, 0.5 * 2 ** min(attempts, 16))
         return base * random.uniform(0.75, 1.25)
 
-    def _claim(self) -> list[Claimed]:
+    def _form(self) -> None:
+        try:
+            with session_scope(self.database_url) as session:
+                form_batches(session)
+        except BatchConflict:
+            logger.debug("another dispatcher grouped the same deliveries; trying again")
+
+    def _claim(self) -> list[Job]:
+        self._form()
         with session_scope(self.database_url) as session:
-            return claim_due(session, self.batch_size, self.lease_seconds)
+            batches = claim_due_batches(session, self.concurrency, self.lease_seconds)
+            deliveries = claim_due(session, self.batch_size, self.lease_seconds)
+        return [Job.of_batch(b) for b in batches] + [Job.of_delivery(d) for d in deliveries]
 
     def _record(self, outcomes: list[Outcome]) -> None:
         with session_scope(self.database_url) as session:
             for o in outcomes:
-                attempts = o.delivery.attempts + 1
+                attempts, key, error = o.job.attempts + 1, o.job.key, o.error or ""
                 if o.flow_run_id is not None:
-                    mark_dispatched(session, o.delivery.id, o.flow_run_id)
+                    done = mark_batch_dispatched if o.job.batch else mark_dispatched
+                    done(session, key, o.flow_run_id)
                 elif o.retry_after is not None:
-                    mark_retry(session, o.delivery.id, attempts, o.retry_after, o.error or "")
+                    retry = mark_batch_retry if o.job.batch else mark_retry
+                    retry(session, key, attempts, o.retry_after, error)
                 else:
-                    mark_failed(session, o.delivery.id, attempts, o.error or "")
+                    fail = mark_batch_failed if o.job.batch else mark_failed
+                    fail(session, key, attempts, error)
 
-    async def _dispatch(self, api: PrefectClient, delivery: Claimed) -> Outcome:
-        if delivery.deployment_id is None:
-            return Outcome(delivery, error="The activation has no deployment (deactivated).")
+    async def _dispatch(self, api: PrefectClient, job: Job) -> Outcome:
+        if job.deployment_id is None:
+            return Outcome(job, error="The activation has no deployment (deactivated).")
         try:
             run = await api.create_flow_run_from_deployment(
-                UUID(delivery.deployment_id),
-                parameters={"event": delivery.payload},
-                idempotency_key=delivery.id,
+                UUID(job.deployment_id),
+                parameters=job.parameters,
+                idempotency_key=job.key,
+                tags=job.tags or None,
             )
         except ObjectNotFound:
-            return Outcome(delivery, error="The activation's deployment no longer exists.")
+            return Outcome(job, error="The activation's deployment no longer exists.")
         except PrefectHTTPStatusError as exc:
             status = exc.response.status_code
             if status >= 500 or status in (408, 429):
                 self.metrics.dispatch_errors.inc()
-                return Outcome(
-                    delivery, retry_after=self.backoff(delivery.attempts), error=str(exc)
-                )
-            return Outcome(delivery, error=f"Prefect refused the run: HTTP {status}.")
+                return Outcome(job, retry_after=self.backoff(job.attempts), error=str(exc))
+            return Outcome(job, error=f"Prefect refused the run: HTTP {status}.")
         except (httpx.HTTPError, OSError, RuntimeError) as exc:
             self.metrics.dispatch_errors.inc()
             return Outcome(
-                delivery,
-                retry_after=self.backoff(delivery.attempts),
+                job,
+                retry_after=self.backoff(job.attempts),
                 error=f"Prefect unreachable: {exc.__class__.__name__}",
             )
         run_id = str(run.id)
         self.metrics.runs_created.inc()
         self.metrics.dispatch_latency.observe(
-            max(0.0, (utcnow() - delivery.received_at).total_seconds())
+            max(0.0, (utcnow() - job.received_at).total_seconds())
         )
+        kind = "batch" if job.batch else "delivery"
         try:
             emit_event(
                 event=EVENT_NAME,
                 resource={
-                    "prefect.resource.id": f"agency.webhook.delivery.{delivery.id}",
-                    "prefect.resource.name": f"{delivery.workflow}/{delivery.client}",
+                    "prefect.resource.id": f"agency.webhook.{kind}.{job.key}",
+                    "prefect.resource.name": f"{job.workflow}/{job.client}",
                 },
                 related=[
                     {
-                        "prefect.resource.id": f"agency.client.{delivery.client}",
+                        "prefect.resource.id": f"agency.client.{job.client}",
                         "prefect.resource.role": "client",
                     },
                     {
-                        "prefect.resource.id": f"agency.workflow.{delivery.workflow}",
+                        "prefect.resource.id": f"agency.workflow.{job.workflow}",
                         "prefect.resource.role": "workflow",
                     },
                     {
@@ -141,24 +212,24 @@ class Dispatcher:
                         "prefect.resource.role": "flow-run",
                     },
                 ],
-                payload={"delivery_id": delivery.id, "flow_run_id": run_id},
+                payload={f"{kind}_id": job.key, "flow_run_id": run_id},
             )
         except Exception:  # noqa: BLE001 - the run exists; a lost feed event must not undo it
-            logger.warning("could not emit %s for delivery %s", EVENT_NAME, delivery.id)
-        return Outcome(delivery, flow_run_id=run_id)
+            logger.warning("could not emit %s for %s %s", EVENT_NAME, kind, job.key)
+        return Outcome(job, flow_run_id=run_id)
 
     async def run_once(self, api: PrefectClient) -> int:
-        """Claim one batch and dispatch it; return how many deliveries were claimed."""
+        """Form due batches, claim due jobs and dispatch them; return how many were claimed."""
         claimed = await anyio.to_thread.run_sync(self._claim)
         if not claimed:
             return 0
         limit = asyncio.Semaphore(self.concurrency)
 
-        async def one(delivery: Claimed) -> Outcome:
+        async def one(job: Job) -> Outcome:
             async with limit:
-                return await self._dispatch(api, delivery)
+                return await self._dispatch(api, job)
 
-        outcomes = await asyncio.gather(*(one(d) for d in claimed))
+        outcomes = await asyncio.gather(*(one(j) for j in claimed))
         await anyio.to_thread.run_sync(self._record, list(outcomes))
         return len(claimed)
 

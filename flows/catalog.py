@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from agency.errors import NotFound
 from flows.daily_digest import MANIFEST as DAILY_DIGEST
+from flows.event_archive import MANIFEST as EVENT_ARCHIVE
 from flows.lead_intake import MANIFEST as LEAD_INTAKE
 from flows.manifest import WorkflowManifest
 from flows.newsletter_approval import MANIFEST as NEWSLETTER_APPROVAL
@@ -12,7 +13,14 @@ from flows.uptime_monitor import MANIFEST as UPTIME_MONITOR
 
 WORKFLOWS: dict[str, WorkflowManifest] = {
     m.slug: m
-    for m in (DAILY_DIGEST, LEAD_INTAKE, UPTIME_MONITOR, REVIEW_SENTIMENT, NEWSLETTER_APPROVAL)
+    for m in (
+        DAILY_DIGEST,
+        LEAD_INTAKE,
+        UPTIME_MONITOR,
+        REVIEW_SENTIMENT,
+        NEWSLETTER_APPROVAL,
+        EVENT_ARCHIVE,
+    )
 }
 
 

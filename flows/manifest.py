@@ -38,6 +38,10 @@ class WorkflowManifest(BaseModel):
     event_model: type[BaseModel] | None = Field(
         default=None, description="Model a webhook event must fit (422 from the gateway if not)."
     )
+    accepts_batches: bool = Field(
+        default=False,
+        description="The flow takes `events: list` (a batch trigger groups webhooks into one run).",
+    )
 
     @field_validator("version")
     @classmethod

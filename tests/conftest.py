@@ -31,6 +31,9 @@ os.environ.update(
         "PREFECT_RUNNER_POLL_FREQUENCY": "1",
         "PREFECT_TASKS_DEFAULT_RETRY_DELAY_SECONDS": "0",
         "AGENCY_HOME": str(_SESSION_DIR / "agency"),
+        # webhook activations run on the test's own work_pool (where its worker, if any,
+        # polls); tests of the prefork routing set webhook_work_pool explicitly
+        "AGENCY_WEBHOOK_WORK_POOL": "",
     }
 )
 for _var in ("AGENCY_DATABASE_URL", "AGENCY_VAULT_ADDR", "AGENCY_VAULT_TOKEN"):

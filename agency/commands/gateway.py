@@ -61,9 +61,16 @@ def webhook_enable(
     secret_prompt: Annotated[
         bool, typer.Option("--secret-prompt", help="Enter the sender's own secret (hidden).")
     ] = False,
+    batch_max_events: Annotated[
+        int | None,
+        typer.Option(help="Group webhooks into one run of up to N events (1-1000)."),
+    ] = None,
+    batch_max_wait: Annotated[
+        float, typer.Option(help="With --batch-max-events: seconds a batch may wait to fill.")
+    ] = 1.0,
 ) -> None:
     """Enable the webhook trigger; prints the URL and the secret once."""
-    from agency.services.webhooks import enable_webhook
+    from agency.services.webhooks import BatchPolicy, enable_webhook
 
     secret = typer.prompt("Sender's signing secret", hide_input=True) if secret_prompt else None
     view = enable_webhook(
@@ -73,6 +80,7 @@ def webhook_enable(
         verifier=verifier,
         secret=secret,
         rate_limit_per_hour=rate_limit,
+        batch=None if batch_max_events is None else BatchPolicy(batch_max_events, batch_max_wait),
     )
     typer.echo(f"url\t{view.url}\nverifier\t{view.verifier}\nsecret\t{view.secret}")
     typer.echo("The secret is shown only now; store it in the sender.", err=True)
@@ -104,7 +112,8 @@ def webhook_show(
     view = get_webhook(_settings(), client, workflow)
     if view is None:
         raise NotFound(f"No webhook is enabled for '{workflow}' of client '{client}'.")
-    typer.echo(f"{view.url}\t{view.verifier}\t{'active' if view.active else 'disabled'}")
+    batch = f"\tbatch {view.batch.max_events}/{view.batch.max_wait_s:g}s" if view.batch else ""
+    typer.echo(f"{view.url}\t{view.verifier}\t{'active' if view.active else 'disabled'}{batch}")
 
 
 @webhook_app.command("deliveries")
@@ -120,7 +129,8 @@ def webhook_deliveries(
     for d in list_deliveries(_settings(), client, workflow=workflow, limit=limit):
         typer.echo(
             f"{d.id}\t{d.workflow}\t{d.received_at:%Y-%m-%d %H:%M:%S}\t{d.status}\t"
-            f"{d.flow_run_id or '-'}"
+            f"{d.flow_run_id or '-'}\t{d.outcome or '-'}"
+            + (f"\t{d.outcome_error}" if d.outcome_error else "")
         )
 
 

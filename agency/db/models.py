@@ -225,8 +225,43 @@ class WebhookEndpoint(Base):
     verifier: Mapped[str] = mapped_column(String(16), default="standard")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     rate_limit_per_hour: Mapped[int | None] = mapped_column(Integer)
+    # batch trigger: group deliveries into one run of up to N events, waiting at most T seconds
+    batch_max_events: Mapped[int | None] = mapped_column(Integer)
+    batch_max_wait_s: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     rotated_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+DELIVERY_OUTCOMES: tuple[str, ...] = ("done", "failed")
+
+
+class WebhookBatch(Base):
+    """Deliveries of a batch activation grouped into one flow run (``events: [...]``).
+
+    The batch and its members are committed before the run is created; ``id`` is the run's
+    idempotency key, so a dispatcher killed in between creates no second run.
+    """
+
+    __tablename__ = "webhook_batches"
+    __table_args__ = (
+        CheckConstraint(_in("status", DELIVERY_STATUSES), name="status"),
+        Index("ix_webhook_batches_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    activation_id: Mapped[int] = mapped_column(
+        ForeignKey("activations.id", ondelete="CASCADE"), index=True
+    )
+    client: Mapped[str] = mapped_column(String(64), index=True)
+    workflow: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    flow_run_id: Mapped[str | None] = mapped_column(String(36))
+    dispatched_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    last_error: Mapped[str | None] = mapped_column(String(500))
 
 
 class WebhookDelivery(Base):
@@ -240,6 +275,7 @@ class WebhookDelivery(Base):
     __table_args__ = (
         UniqueConstraint("activation_id", "dedupe_key"),
         CheckConstraint(_in("status", DELIVERY_STATUSES), name="status"),
+        CheckConstraint(_in("outcome", DELIVERY_OUTCOMES), name="outcome"),
         Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
     )
 
@@ -259,6 +295,15 @@ class WebhookDelivery(Base):
     flow_run_id: Mapped[str | None] = mapped_column(String(36))
     dispatched_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     last_error: Mapped[str | None] = mapped_column(String(500))
+    # batch activations: set at accept; the batch (and the event's place in it) once grouped
+    batched: Mapped[bool] = mapped_column(Boolean, default=False)
+    batch_id: Mapped[str | None] = mapped_column(
+        ForeignKey("webhook_batches.id", ondelete="SET NULL"), index=True
+    )
+    batch_index: Mapped[int | None] = mapped_column(Integer)
+    # what the workflow made of this event inside a batch run: done, or failed with the error
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    outcome_error: Mapped[str | None] = mapped_column(String(500))
 
 
 class ApiKey(Base):

@@ -31,6 +31,10 @@ POLICIES: dict[str, str] = {
     "api_keys": f"client_id = {_CLIENT_ID}",
 }
 
+# tables added after migration 0004, each enabled by the migration that creates it
+LATER_POLICIES: dict[str, str] = {"webhook_batches": f"client = {CURRENT}"}
+ALL_POLICIES: dict[str, str] = {**POLICIES, **LATER_POLICIES}
+
 
 def enable_statements(tables: dict[str, str] = POLICIES) -> list[str]:
     """DDL that creates the role, grants it the tables and enables one policy per table."""

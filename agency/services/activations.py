@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import deployments
-from agency.db import Activation, ActivationVersion, Client, session_scope
+from agency.db import Activation, ActivationVersion, Client, WebhookEndpoint, session_scope
 from agency.errors import NotFound
 from agency.services.audit import audit
 from agency.services.clients import get_client_record
@@ -56,6 +56,14 @@ def _find(session: Session, client: Client, workflow: str) -> Activation | None:
     )
 
 
+def _has_webhook(session: Session, act: Activation) -> bool:
+    return bool(
+        session.scalar(
+            select(WebhookEndpoint.active).where(WebhookEndpoint.activation_id == act.id)
+        )
+    )
+
+
 def activate(
     settings: Settings,
     client: str,
@@ -80,10 +88,15 @@ def activate(
             raise NotFound(
                 f"Cannot chain after '{after}': it is not activated for client '{client}'."
             )
-        plan = deployments.plan(
-            client, workflow, workflow_settings, cron, timezone or record.timezone
-        )
         act = _find(session, record, workflow)
+        plan = deployments.plan(
+            client,
+            workflow,
+            workflow_settings,
+            cron,
+            timezone or record.timezone,
+            webhook=act is not None and _has_webhook(session, act),
+        )
         if act is None:
             act = Activation(client_id=record.id, workflow=workflow, version=0)
             session.add(act)

@@ -8,18 +8,42 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from uuid import UUID
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+import deployments
 from agency.db import Activation, Client, WebhookDelivery, WebhookEndpoint, session_scope, utcnow
 from agency.errors import InputInvalid, NotFound
 from agency.services.audit import audit
 from agency.services.clients import get_client_record
 from agency.settings import Settings
+from deployments.gateway.batches import MAX_EVENTS_LIMIT, MAX_WAIT_LIMIT_S
 from deployments.gateway.secrets import current_secret, store_secret
 from deployments.gateway.verifiers import VERIFIERS, check_secret, new_secret
 from flows.catalog import get_workflow
+
+
+@dataclass(frozen=True)
+class BatchPolicy:
+    """Group webhooks into one run of up to ``max_events``, waiting at most ``max_wait_s``."""
+
+    max_events: int
+    max_wait_s: float
+
+    def check(self) -> BatchPolicy:
+        """Raise ``InputInvalid`` unless 1 <= max_events <= 1000 and 0 < max_wait_s <= 3600."""
+        if not 1 <= self.max_events <= MAX_EVENTS_LIMIT:
+            raise InputInvalid(
+                f"batch max_events must be between 1 and {MAX_EVENTS_LIMIT}, not {self.max_events}."
+            )
+        if not 0 < self.max_wait_s <= MAX_WAIT_LIMIT_S:
+            raise InputInvalid(
+                f"batch max_wait_s must be above 0 and at most {MAX_WAIT_LIMIT_S:g} seconds, "
+                f"not {self.max_wait_s:g}."
+            )
+        return self
 
 
 @dataclass(frozen=True)
@@ -33,6 +57,7 @@ class WebhookView:
     active: bool
     created_at: datetime
     rotated_at: datetime | None
+    batch: BatchPolicy | None = None
 
 
 @dataclass(frozen=True)
@@ -53,6 +78,9 @@ class DeliveryView:
     received_at: datetime
     status: str
     flow_run_id: str | None
+    batch_id: str | None = None
+    outcome: str | None = None
+    outcome_error: str | None = None
 
 
 def webhook_url(settings: Settings, client: str, workflow: str) -> str:
@@ -82,16 +110,27 @@ def enable_webhook(
     actor: str = "cli",
     secret: str | None = None,
     rate_limit_per_hour: int | None = None,
+    batch: BatchPolicy | None = None,
 ) -> WebhookSecretView:
     """Turn on the webhook trigger of an activation and return its URL and secret (shown once).
 
     ``secret`` is for senders that issue their own (Stripe, Slack, Shopify); by default one is
-    generated. Enabling again replaces the secret and the verifier.
+    generated. Enabling again replaces the secret, the verifier and the batch policy. ``batch``
+    groups deliveries into runs of ``events: [...]`` (only workflows that accept batches). The
+    deployment moves to the webhook work pool (``settings.webhook_work_pool``).
     """
     if verifier not in VERIFIERS:
         raise InputInvalid(f"Unknown verifier '{verifier}': use one of {', '.join(VERIFIERS)}.")
-    if "webhook" not in get_workflow(workflow).triggers:
+    manifest = get_workflow(workflow)
+    if "webhook" not in manifest.triggers:
         raise InputInvalid(f"Workflow '{workflow}' cannot be started by a webhook.")
+    if batch is not None:
+        batch.check()
+        if not manifest.accepts_batches:
+            raise InputInvalid(
+                f"Workflow '{workflow}' does not accept batches: it handles one event per run. "
+                "Enable its webhook without a batch."
+            )
     if rate_limit_per_hour is not None and rate_limit_per_hour < 1:
         raise InputInvalid("The rate limit must be at least 1 run per hour.")
     try:
@@ -107,6 +146,9 @@ def enable_webhook(
             session.add(endpoint)
         endpoint.verifier, endpoint.active = verifier, True
         endpoint.rate_limit_per_hour = rate_limit_per_hour
+        endpoint.batch_max_events = batch.max_events if batch else None
+        endpoint.batch_max_wait_s = batch.max_wait_s if batch else None
+        _route(settings, act, webhook=True)
         store_secret(settings, client, workflow, value)
         audit(
             session,
@@ -114,7 +156,10 @@ def enable_webhook(
             action="webhook.enable",
             target=workflow,
             client_id=record.id,
-            detail={"verifier": verifier},
+            detail={
+                "verifier": verifier,
+                "batch": None if batch is None else vars(batch),
+            },
         )
     return WebhookSecretView(webhook_url(settings, client, workflow), verifier, value)
 
@@ -150,15 +195,30 @@ def disable_webhook(
     """Stop accepting webhooks for the activation (requests then get 409)."""
     with session_scope(settings.platform_database_url) as session:
         record = get_client_record(session, client)
-        endpoint = _endpoint(session, _activation(session, record, workflow))
+        act = _activation(session, record, workflow)
+        endpoint = _endpoint(session, act)
         if endpoint is None:
             raise NotFound(f"No webhook is enabled for '{workflow}' of client '{client}'.")
         endpoint.active = False
+        _route(settings, act, webhook=False)
         audit(session, actor=actor, action="webhook.disable", target=workflow, client_id=record.id)
         return _view(settings, client, workflow, endpoint)
 
 
+def _route(settings: Settings, act: Activation, *, webhook: bool) -> None:
+    """Move the activation's deployment to the pool for its trigger (prefork for webhooks)."""
+    if act.deployment_id is not None:
+        pool = settings.pool_for(webhook=webhook)
+        prefork = webhook and pool != settings.work_pool
+        deployments.move_to_pool(UUID(act.deployment_id), pool, prefork=prefork)
+
+
 def _view(settings: Settings, client: str, workflow: str, e: WebhookEndpoint) -> WebhookView:
+    batch = (
+        BatchPolicy(e.batch_max_events, e.batch_max_wait_s or 0.0)
+        if e.batch_max_events is not None
+        else None
+    )
     return WebhookView(
         client,
         workflow,
@@ -167,6 +227,7 @@ def _view(settings: Settings, client: str, workflow: str, e: WebhookEndpoint) ->
         e.active,
         e.created_at,
         e.rotated_at,
+        batch,
     )
 
 
@@ -196,5 +257,15 @@ def list_deliveries(
             query.order_by(WebhookDelivery.received_at.desc()).limit(max(1, min(limit, 1000)))
         )
         return [
-            DeliveryView(d.id, d.workflow, d.received_at, d.status, d.flow_run_id) for d in rows
+            DeliveryView(
+                d.id,
+                d.workflow,
+                d.received_at,
+                d.status,
+                d.flow_run_id,
+                d.batch_id,
+                d.outcome,
+                d.outcome_error,
+            )
+            for d in rows
         ]

@@ -115,6 +115,14 @@ class Delivery(BaseModel):
     received_at: datetime
     status: str = Field(description="pending, dispatched or failed.")
     flow_run_id: str | None
+    batch_id: str | None = Field(
+        default=None, description="The batch this event was grouped into (batch triggers)."
+    )
+    outcome: str | None = Field(
+        default=None,
+        description="In a batch run: done, or failed (see `error`); null until the run says.",
+    )
+    error: str | None = Field(default=None, description="Why the event failed, if it did.")
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -304,6 +312,9 @@ async def read_delivery(delivery_id: str, request: Request, client: Client) -> d
                 "received_at": d.received_at,
                 "status": d.status,
                 "flow_run_id": d.flow_run_id,
+                "batch_id": d.batch_id,
+                "outcome": d.outcome,
+                "error": d.outcome_error or (d.last_error if d.status == "failed" else None),
             }
 
     found = await anyio.to_thread.run_sync(load)

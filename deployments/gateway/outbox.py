@@ -43,6 +43,7 @@ class Target:
     accepting: bool
     verifier: str | None
     rate_limit_per_hour: int | None
+    batched: bool = False
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ def find_target(session: Session, client: str, workflow: str) -> Target | None:
         accepting=act.status == "active" and endpoint is not None and endpoint.active,
         verifier=endpoint.verifier if endpoint is not None else None,
         rate_limit_per_hour=endpoint.rate_limit_per_hour if endpoint is not None else None,
+        batched=endpoint is not None and endpoint.batch_max_events is not None,
     )
 
 
@@ -128,6 +130,7 @@ def accept(
                     source=source,
                     dedupe_key=dedupe_key,
                     payload=payload,
+                    batched=target.batched,
                 )
             )
     except IntegrityError:
@@ -188,6 +191,7 @@ def accept_many(
                 payload=payload,
                 received_at=now,
                 next_attempt_at=now,
+                batched=target.batched,
             )
         )
         if slot is not None:
@@ -203,7 +207,11 @@ def claim_due(session: Session, limit: int, lease_seconds: float) -> list[Claime
     query = (
         select(WebhookDelivery, Activation.deployment_id)
         .join(Activation, Activation.id == WebhookDelivery.activation_id)
-        .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now)
+        .where(
+            WebhookDelivery.status == "pending",
+            WebhookDelivery.next_attempt_at <= now,
+            WebhookDelivery.batched.is_(False),
+        )
         .order_by(WebhookDelivery.next_attempt_at)
         .limit(limit)
     )

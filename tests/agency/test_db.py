@@ -34,7 +34,7 @@ from agency.db import (
 )
 
 TABLES = {"clients", "users", "activations", "activation_versions", "audit_log", "llm_usage"}
-TABLES |= {"webhook_endpoints", "webhook_deliveries", "api_keys"}
+TABLES |= {"webhook_endpoints", "webhook_deliveries", "webhook_batches", "api_keys"}
 
 
 def _tables(url: str) -> set[str]:

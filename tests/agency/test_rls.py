@@ -8,7 +8,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from agency.db import Activation, Client, LlmUsage, session_scope, upgrade
-from agency.db.rls import POLICIES, scope_to_client
+from agency.db.rls import ALL_POLICIES, scope_to_client
 
 
 @pytest.fixture
@@ -33,7 +33,7 @@ def test_every_platform_table_has_a_policy(two_clients: str) -> None:
         rows = session.execute(
             text("SELECT tablename FROM pg_policies WHERE policyname = 'client_isolation'")
         ).all()
-    assert {r[0] for r in rows} == set(POLICIES)
+    assert {r[0] for r in rows} == set(ALL_POLICIES)
 
 
 def test_scoped_hand_written_queries_see_one_client(two_clients: str) -> None:

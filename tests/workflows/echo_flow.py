@@ -44,6 +44,17 @@ def echo_strict(
     return {"client": client, "settings": settings or {}, "event": event}
 
 
+@flow(name="echo_batch")
+def echo_batch(
+    client: str,
+    settings: dict[str, Any] | None = None,
+    event: dict[str, Any] | None = None,
+    events: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Return the events of its batch (or its single event)."""
+    return {"client": client, "events": events if events is not None else [event]}
+
+
 ENTRYPOINT = "tests/workflows/echo_flow.py:echo"
 
 ECHO = EventManifest(
@@ -64,4 +75,14 @@ ECHO_STRICT = EventManifest(
     settings_model=EchoSettings,
     triggers=("webhook",),
     event_model=LeadEvent,
+)
+ECHO_BATCH = EventManifest(
+    slug="echo_batch",
+    title="Echo (batches)",
+    description="Test-only: accepts batches of events.",
+    version="1.0.0",
+    entrypoint="tests/workflows/echo_flow.py:echo_batch",
+    settings_model=EchoSettings,
+    triggers=("webhook", "manual"),
+    accepts_batches=True,
 )

@@ -1,0 +1,240 @@
+"""Batch triggers: deliveries grouped into runs of ``events: [...]``, exactly once, with outcomes.
+
+Real gateway and dispatcher (in-process or as child processes), real Prefect server; the
+outcome test runs the product's ``event_archive`` workflow on a real process worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import DeploymentFilter
+from sqlalchemy import select
+
+from agency.db import WebhookBatch, WebhookDelivery, WebhookEndpoint, session_scope, upgrade
+from agency.errors import InputInvalid
+from agency.services import activate, add_client
+from agency.services.api_keys import create_api_key
+from agency.services.webhooks import BatchPolicy, enable_webhook
+from agency.settings import Settings
+from deployments import ensure_work_pool
+from tests.fixtures.gateway import (
+    IDLE_POOL,
+    ChildProcess,
+    Hook,
+    RunningGateway,
+    make_hook,
+    platform_env,
+    serve,
+    start_gateway_process,
+)
+from tests.fixtures.worker import Worker
+from tests.gateway.test_reliability import burst
+from tests.gateway.test_verifiers import signed
+
+
+def send(http: httpx.Client, hook: Hook, payload: dict[str, Any], msg_id: str) -> str:
+    body = json.dumps(payload).encode()
+    headers = {**signed(hook.verifier, hook.secret, body, msg_id=msg_id)}
+    headers["content-type"] = "application/json"
+    answer = http.post(hook.path, content=body, headers=headers)
+    assert answer.status_code == 202, answer.text
+    return str(answer.json()["delivery_id"])
+
+
+def deliveries(settings: Settings) -> list[Any]:
+    with session_scope(settings.platform_database_url) as session:
+        return list(
+            session.execute(
+                select(
+                    WebhookDelivery.id,
+                    WebhookDelivery.status,
+                    WebhookDelivery.flow_run_id,
+                    WebhookDelivery.batch_id,
+                    WebhookDelivery.batch_index,
+                    WebhookDelivery.payload,
+                )
+            ).all()
+        )
+
+
+def wait_dispatched(settings: Settings, expected: int, stall: float = 60) -> list[Any]:
+    """Wait while dispatching progresses; fail after ``stall`` seconds without progress."""
+    done, last_change = -1, time.monotonic()
+    while time.monotonic() - last_change < stall:
+        rows = deliveries(settings)
+        now_done = sum(r.status == "dispatched" for r in rows)
+        if len(rows) == expected and now_done == expected:
+            return rows
+        if now_done != done:
+            done, last_change = now_done, time.monotonic()
+        time.sleep(0.3)
+    raise AssertionError(f"{expected - done} of {expected} deliveries stuck for {stall}s")
+
+
+def runs_of(hook: Hook) -> list[Any]:
+    with get_client(sync_client=True) as api:
+        deployment = api.read_deployment_by_name(f"{hook.workflow}/{hook.client}")
+        runs: list[Any] = []
+        while True:
+            page = api.read_flow_runs(
+                deployment_filter=DeploymentFilter(id={"any_": [deployment.id]}),
+                limit=200,
+                offset=len(runs),
+            )
+            runs += page
+            if len(page) < 200:
+                return runs
+
+
+def assert_each_delivery_in_one_batch_run(rows: list[Any], runs: list[Any]) -> None:
+    """Every delivery is in exactly one run's ``events``, at its place; no run without a batch."""
+    by_batch: dict[str, list[Any]] = {}
+    for row in rows:
+        assert row.batch_id is not None
+        by_batch.setdefault(row.batch_id, []).append(row)
+    assert len(runs) == len(by_batch)  # one run per batch: no duplicates, no strays
+    for run in runs:
+        members = sorted(by_batch[run.idempotency_key], key=lambda r: r.batch_index)
+        assert [r.batch_index for r in members] == list(range(len(members)))
+        assert run.parameters["events"] == [r.payload for r in members]
+        assert f"batch:{run.idempotency_key}" in run.tags
+        assert {r.flow_run_id for r in members} == {str(run.id)}
+    sent = [json.dumps(r.payload, sort_keys=True) for r in rows]
+    in_runs = [json.dumps(e, sort_keys=True) for run in runs for e in run.parameters["events"]]
+    assert sorted(in_runs) == sorted(sent)
+
+
+def test_batch_policy_is_validated_and_only_for_batch_workflows(
+    gateway_settings: Settings, echo_workflows: None, client_slug: str
+) -> None:
+    hook = make_hook(gateway_settings, client_slug, "echo_batch")
+    for policy, message in [
+        (BatchPolicy(0, 1.0), "between 1 and 1000"),
+        (BatchPolicy(1001, 1.0), "between 1 and 1000"),
+        (BatchPolicy(10, 0.0), "above 0"),
+        (BatchPolicy(10, 7200.0), "at most 3600"),
+    ]:
+        with pytest.raises(InputInvalid, match=message):
+            enable_webhook(gateway_settings, hook.client, "echo_batch", batch=policy)
+    activate(gateway_settings, client_slug, "echo", {}, None)
+    with pytest.raises(InputInvalid, match="'echo' does not accept batches"):
+        enable_webhook(gateway_settings, client_slug, "echo", batch=BatchPolicy(10, 1.0))
+    with session_scope(gateway_settings.platform_database_url) as session:
+        endpoints = session.scalars(select(WebhookEndpoint)).all()
+        # the refused policies changed nothing: echo_batch keeps its single-event endpoint
+        assert [(e.batch_max_events, e.batch_max_wait_s) for e in endpoints] == [(None, None)]
+
+
+def test_deliveries_are_grouped_by_size_and_by_wait(
+    gateway_settings: Settings, echo_workflows: None, client_slug: str
+) -> None:
+    hook = make_hook(gateway_settings, client_slug, "echo_batch", batch=BatchPolicy(3, 1.0))
+    running = serve(gateway_settings)
+    try:
+        with running.client() as http:
+            sent = [send(http, hook, {"n": i}, f"msg_{i}") for i in range(7)]
+        rows = wait_dispatched(gateway_settings, 7)
+    finally:
+        running.stop()
+    assert {r.id for r in rows} == set(sent)
+    runs = runs_of(hook)
+    # two full batches right away, the seventh event after waiting max_wait_s alone
+    assert sorted(len(r.parameters["events"]) for r in runs) == [1, 3, 3]
+    assert_each_delivery_in_one_batch_run(rows, runs)
+    ordered = sorted(runs, key=lambda r: r.parameters["events"][0]["n"])
+    assert [e["n"] for r in ordered for e in r.parameters["events"]] == list(range(7))
+    with session_scope(gateway_settings.platform_database_url) as session:
+        batches = session.scalars(select(WebhookBatch)).all()
+        assert sorted(b.size for b in batches) == [1, 3, 3]
+        assert {b.status for b in batches} == {"dispatched"}
+
+
+def test_batches_exactly_once_across_a_dispatcher_kill(
+    tmp_path: Path,
+    postgresql_database_url: str,
+    prefect_server: str,
+    echo_workflows: None,
+    client_slug: str,
+) -> None:
+    settings = Settings(home=tmp_path, database_url=postgresql_database_url, work_pool=IDLE_POOL)
+    upgrade(settings.platform_database_url)
+    ensure_work_pool(IDLE_POOL)
+    hook = make_hook(
+        settings, client_slug, "echo_batch", rate_limit=10**6, batch=BatchPolicy(10, 0.5)
+    )
+    gateway, url = start_gateway_process(settings, tmp_path / "gateway.log", dispatcher=False)
+    args = ["dispatcher", "--lease-seconds", "5", "--concurrency", "3"]
+    env = platform_env(settings)
+    victim = ChildProcess(args, env, tmp_path / "d1.log").start()
+    survivor = ChildProcess(args, env, tmp_path / "d2.log").start()
+    count = 150
+    try:
+
+        async def scenario() -> list[str]:
+            sending = asyncio.create_task(burst(url, hook, count))
+            while sum(r.status == "dispatched" for r in deliveries(settings)) < 20:
+                await asyncio.sleep(0.05)
+            victim.kill()  # SIGKILL: formed batches and leased ones stay behind
+            accepted = await sending
+            victim.start()
+            return accepted
+
+        accepted = asyncio.run(scenario())
+        rows = wait_dispatched(settings, count)
+    finally:
+        for proc in (victim, survivor, gateway):
+            proc.stop()
+    assert {r.id for r in rows} == set(accepted)
+    assert_each_delivery_in_one_batch_run(rows, runs_of(hook))
+
+
+def test_one_bad_event_fails_alone_and_outcomes_are_served(
+    prefect_worker: Worker, client_slug: str
+) -> None:
+    # the worker's runs write outcomes to the platform DB of its environment: the session's
+    # default one (AGENCY_HOME from conftest), so this test uses the same
+    settings = Settings(work_pool=prefect_worker.pool)
+    upgrade(settings.platform_database_url)
+    add_client(settings, client_slug, client_slug)
+    activate(settings, client_slug, "event_archive", {"expression": "order"}, None)
+    view = enable_webhook(
+        settings, client_slug, "event_archive", batch=BatchPolicy(3, 30.0), rate_limit_per_hour=100
+    )
+    path = f"/hooks/{client_slug}/event_archive"
+    hook = Hook(client_slug, "event_archive", "standard", view.secret, path)
+    key = create_api_key(settings, client_slug).key
+    running: RunningGateway = serve(settings)
+    try:
+        with running.client() as http:
+            events = [{"order": {"id": 1}}, {"note": "no order here"}, {"order": {"id": 3}}]
+            sent = [send(http, hook, e, f"ev_{i}") for i, e in enumerate(events)]
+            auth = {"authorization": f"Bearer {key}"}
+            deadline = time.monotonic() + 150
+            while time.monotonic() < deadline:
+                answers = [http.get(f"/api/v1/deliveries/{d}", headers=auth).json() for d in sent]
+                if all(a["outcome"] for a in answers):
+                    break
+                time.sleep(1)
+    finally:
+        running.stop()
+    assert [a["outcome"] for a in answers] == ["done", "failed", "done"], answers
+    assert "found nothing in this event" in answers[1]["error"]
+    assert answers[0]["error"] is None and answers[2]["error"] is None
+    run_id = answers[0]["flow_run_id"]
+    assert {a["flow_run_id"] for a in answers} == {run_id}
+    assert len({a["batch_id"] for a in answers}) == 1
+    with get_client(sync_client=True) as api:
+        run = api.read_flow_run(run_id)
+        assert run.state is not None and run.state.is_completed()
+    stored = list(settings.files_dir.glob(f"{client_slug}/event_archive/{run_id}/events/*"))
+    assert [p.name for p in stored] == ["events.jsonl"]
+    lines = stored[0].read_text().splitlines()
+    assert [json.loads(line) for line in lines] == [{"id": 1}, {"id": 3}]
