@@ -126,8 +126,12 @@ def run_stack(settings: Settings) -> int:
             "worker",
             prefect + ["worker", "start", "--pool", settings.work_pool, "--type", "process"],
         )
-        # runs forked from a warm template: for webhook-rate workflows (see README)
-        start("prefork-worker", [sys.executable, "-m", "agency.cli", "worker", "--limit", "4"])
+        # runs forked from a warm template: webhook-started activations go here (see README)
+        prefork_pool = settings.webhook_work_pool or "agency-prefork"
+        start(
+            "prefork-worker",
+            [sys.executable, "-m", "agency.cli", "worker", "--pool", prefork_pool, "--limit", "4"],
+        )
         gateway = start(
             "gateway",
             [sys.executable, "-m", "agency.cli", "gateway"]
@@ -145,8 +149,8 @@ def run_stack(settings: Settings) -> int:
             f"  Prefect API  {env['PREFECT_API_URL']}\n"
             f"  platform DB  {settings.platform_database_url}\n"
             f"  secrets      Prefect block storage (key: {settings.home}/prefect-encryption.key)\n"
-            f"  work pools   {settings.work_pool} (1 process worker), "
-            "agency-prefork (1 prefork worker)\n"
+            f"  work pools   {settings.work_pool} (1 process worker: cron and manual runs), "
+            f"{prefork_pool} (1 prefork worker: webhook-started runs)\n"
             f"  webhooks     {settings.gateway_url}/hooks/<client>/<workflow> (API docs /docs)\n"
             "Press Ctrl-C to stop.",
             flush=True,

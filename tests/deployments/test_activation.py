@@ -179,3 +179,30 @@ def test_a_registered_spec_activates_like_a_prebuilt_workflow(
         )
     finally:
         get_settings.cache_clear()
+
+
+def test_webhook_activations_move_to_the_prefork_pool_and_back(
+    tmp_path: Path, client_slug: str
+) -> None:
+    from agency.services.webhooks import disable_webhook, enable_webhook
+
+    settings = Settings(
+        home=tmp_path, work_pool="agency-activation-tests", webhook_work_pool="agency-route-prefork"
+    )
+    upgrade(settings.platform_database_url)
+    ensure_work_pool(settings.work_pool)
+    add_client(settings, client_slug, "Acme")
+    activate(settings, client_slug, "event_archive", {}, None)
+    name = f"event_archive/{client_slug}"
+    assert _deployment(name).work_pool_name == "agency-activation-tests"
+
+    enable_webhook(settings, client_slug, "event_archive")
+    assert _deployment(name).work_pool_name == "agency-route-prefork"
+    with get_client(sync_client=True) as api:
+        assert api.read_work_pool("agency-route-prefork").type == "agency-prefork"
+    # a later change of the activation keeps it where its webhook runs
+    activate(settings, client_slug, "event_archive", {"folder": "orders"}, None)
+    assert _deployment(name).work_pool_name == "agency-route-prefork"
+
+    disable_webhook(settings, client_slug, "event_archive")
+    assert _deployment(name).work_pool_name == "agency-activation-tests"

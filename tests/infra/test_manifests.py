@@ -100,3 +100,19 @@ def test_agency_command_lines_are_accepted_by_the_cli(path: Path) -> None:
         # --help is eager, but click rejects unknown commands and options before honouring it
         result = CliRunner().invoke(app, [*args, "--help"])
         assert result.exit_code == 0, f"`agency {' '.join(args)}` in {path.name}: {result.output}"
+
+
+def test_webhook_activations_run_on_prefork_workers() -> None:
+    pool = Settings.model_fields["webhook_work_pool"].default
+    assert pool == "agency-prefork"
+    compose = _docs(COMPOSE)[0]
+    assert compose["x-platform-env"]["AGENCY_WEBHOOK_WORK_POOL"] == pool
+    prefork = [s for name, s in compose["services"].items() if name.startswith("prefork-worker")]
+    assert len(prefork) == 2
+    for service in prefork:
+        command = service["command"]
+        assert command[:2] == ["agency", "worker"]
+        assert command[command.index("--pool") + 1] == pool
+    platform = (INFRA / "k8s" / "platform.yaml").read_text()
+    assert f"exec agency worker --pool {pool}" in platform
+    assert f"{{name: AGENCY_WEBHOOK_WORK_POOL, value: {pool}}}" in platform
