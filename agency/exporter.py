@@ -222,13 +222,14 @@ class AgencyCollector(Collector):
             self._remember(run_id, key)
         for run in ended:
             if self._first_time(self._seen_flow_runs, run.id, run.end_time):
-                self._finished[(*self._labels[run.id], _state(run))] += 1
+                self._finished[(*labels[run.id], _state(run))] += 1
         for task in tasks:
             if not self._first_time(self._seen_task_runs, task.id, task.end_time):
                 continue
             if task.start_time is None or task.end_time is None:
                 continue
-            client, workflow = self._labels.get(task.flow_run_id, ("", ""))  # type: ignore[arg-type]
+            run_id = task.flow_run_id
+            client, workflow = labels.get(run_id) or self._labels.get(run_id) or ("", "")  # type: ignore[arg-type]
             key = (client, workflow, node_kind(task), _state(task))
             seconds = (task.end_time - task.start_time).total_seconds()
             self._durations.setdefault(key, _Buckets()).observe(max(seconds, 0.0))
