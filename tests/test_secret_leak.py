@@ -128,10 +128,17 @@ def scan(values: dict[str, str], since: datetime, extra_files: Sequence[Path] = 
         for path in _files(root):
             if not path.is_relative_to(storage):
                 source = "prefect_db" if path.name.startswith(prefect_db.name) else "files"
-                hay.search(source, str(path), path.read_bytes())
+                hay.search(source, str(path), _read(path))
     for path in extra_files:
-        hay.search("files", str(path), path.read_bytes())
+        hay.search("files", str(path), _read(path))
     return hay
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:  # a transient file (SQLite journal) gone since the listing
+        return b""
 
 
 def _files(root: Path) -> list[Path]:
@@ -179,7 +186,7 @@ def _scan_prefect_api(hay: Haystack, api: SyncPrefectClient, since: datetime) ->
 
 
 def _scan_result(hay: Haystack, path: Path) -> None:
-    data = path.read_bytes()
+    data = _read(path)
     hay.search("results", str(path), data)
     try:
         # re-pickled, every string inside is plain again (base64 pickles, SecretStr fields)
