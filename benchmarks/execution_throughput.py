@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import textwrap
@@ -27,6 +26,14 @@ from pathlib import Path
 from uuid import UUID
 
 from benchmarks._prefect import prefect_server
+from benchmarks._runs import (
+    create_pools,
+    percentile,
+    server_pid,
+    start_worker,
+    stop_workers,
+    tree_cpu,
+)
 
 FLOW_FILE = '''
 """The benchmark's 5-node flow: catalogued nodes, no I/O beyond the Prefect API."""
@@ -44,42 +51,8 @@ def five_nodes(n: int = 0) -> int:
     return n
 '''
 
-_TICKS = os.sysconf("SC_CLK_TCK")
-
 #: Where a deployed run's time goes (created → Pending → Running → end), for the current mode.
 PHASES: dict[str, list[float]] = {"pickup": [], "start": [], "body": []}
-
-
-def _cpu(pid: int) -> float:
-    """CPU seconds of ``pid`` and of its children it has reaped (0 if it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return sum(int(f) for f in fields[11:15]) / _TICKS
-
-
-def _tree(pid: int) -> list[int]:
-    pids, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        pids.append(current)
-        try:
-            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
-        except OSError:
-            children = []
-        todo.extend(int(c) for c in children)
-    return pids
-
-
-def _tree_cpu(pid: int) -> float:
-    # a live process's reaped children are in its own figure; live ones are added here
-    return sum(_cpu(p) for p in _tree(pid))
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
 async def _wait_terminal(ids: list[UUID], timeout: float) -> list[float]:
@@ -154,27 +127,13 @@ def main() -> None:
     os.environ["PREFECT_WORKER_QUERY_SECONDS"] = "1"
     os.environ["PREFECT_WORKER_PREFETCH_SECONDS"] = "1"
     with prefect_server():
-        server = [pid] if (pid := _server_pid()) else []
+        server = [pid] if (pid := server_pid()) else []
         from prefect import flow
-        from prefect.client.orchestration import get_client
-        from prefect.client.schemas.actions import WorkPoolCreate
         from prefect.context import SettingsContext
 
-        from deployments.prefork import PreforkWorker
         from deployments.prefork.child import child_settings
 
-        async def pools() -> None:
-            async with get_client() as client:
-                await client.create_work_pool(WorkPoolCreate(name="bench-process", type="process"))
-                await client.create_work_pool(
-                    WorkPoolCreate(
-                        name="bench-prefork",
-                        type=PreforkWorker.type,
-                        base_job_template=PreforkWorker.get_default_base_job_template(),
-                    )
-                )
-
-        asyncio.run(pools())
+        asyncio.run(create_pools({"bench-process": "process", "bench-prefork": "agency-prefork"}))
         source = flow.from_source(source=str(project), entrypoint="five_nodes.py:five_nodes")
         deployments = {
             pool: source.deploy(
@@ -184,13 +143,7 @@ def main() -> None:
         }
         logs = {pool: project / f"{pool}.log" for pool in ("bench-process", "bench-prefork")}
         workers = {
-            pool: subprocess.Popen(
-                [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool]
-                + ["--type", kind, "--limit", str(args.limit)],
-                stdout=logs[pool].open("wb"),
-                stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONPATH": str(Path.cwd()), "PREFECT_LOGGING_LEVEL": "INFO"},
-            )
+            pool: start_worker(pool, kind, args.limit, logs[pool])
             for pool, kind in (("bench-process", "process"), ("bench-prefork", "agency-prefork"))
         }
         sys.path.insert(0, str(project))
@@ -225,12 +178,12 @@ def main() -> None:
             for r in range(rounds):
                 order = modes if r % 2 == 0 else list(reversed(modes))
                 for mode in order:
-                    before = sum(_tree_cpu(p) for p in charged[mode.name]) + time.process_time()
+                    before = sum(tree_cpu(p) for p in charged[mode.name]) + time.process_time()
                     for phase in PHASES.values():
                         phase.clear()
                     wall, latencies = mode.batch(size, r * size)
                     mode.phases.append({k: statistics.median(v) for k, v in PHASES.items() if v})
-                    after = sum(_tree_cpu(p) for p in charged[mode.name]) + time.process_time()
+                    after = sum(tree_cpu(p) for p in charged[mode.name]) + time.process_time()
                     mode.wall += wall
                     mode.cpu += after - before
                     mode.runs += len(latencies)
@@ -238,13 +191,7 @@ def main() -> None:
                     phases = " ".join(f"{k}={v:.2f}s" for k, v in mode.phases[-1].items())
                     print(f"# round {r} {mode.name}: {len(latencies)} runs in {wall:.1f}s {phases}")
         finally:
-            for proc in workers.values():
-                proc.terminate()
-            for proc in workers.values():
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            stop_workers(workers.values())
 
     # another session editing the project's source makes the worker replace its template
     replaced = logs["bench-prefork"].read_text(errors="replace").count("Replacing prefork template")
@@ -254,17 +201,11 @@ def main() -> None:
     for mode in modes:
         rate[mode.name] = mode.runs / mode.wall if mode.wall else 0.0
         print(f"{mode.name}_runs_per_s={rate[mode.name]:.2f}")
-        print(f"{mode.name}_p50_s={_percentile(mode.latencies, 0.5):.3f}")
-        print(f"{mode.name}_p95_s={_percentile(mode.latencies, 0.95):.3f}")
+        print(f"{mode.name}_p50_s={percentile(mode.latencies, 0.5):.3f}")
+        print(f"{mode.name}_p95_s={percentile(mode.latencies, 0.95):.3f}")
         print(f"{mode.name}_cpu_s_per_run={mode.cpu / max(mode.runs, 1):.3f}")
     print(f"prefork_vs_process={rate['prefork'] / max(rate['process'], 1e-9):.2f}")
     print(f"prefork_vs_inprocess={rate['prefork'] / max(rate['inprocess'], 1e-9):.2f}")
-
-
-def _server_pid() -> int | None:
-    """The throwaway server's pid: this process's only child (None with BENCH_PREFECT_API_URL)."""
-    children = Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read_text().split()
-    return int(children[-1]) if children else None
 
 
 if __name__ == "__main__":
