@@ -1,14 +1,17 @@
 """Execution throughput: the same 5-node flow run by a process worker, by the ``agency-prefork``
 worker, and called in a warm process with heartbeats off (the ceiling), alternating in rounds.
 
-    python -m benchmarks.execution_throughput [--quick] [--runs N] [--limit L]
+    python -m benchmarks.execution_throughput [--quick] [--runs N] [--limit L] [--webhooks N]
 
 Each round creates a batch of runs at once on one worker and waits until all are terminal;
 worker logs stay in the temporary project directory, printed as ``# logs``.
 Per mode it prints completed runs/s (runs / wall time of its batches), p50/p95 creation →
 completed (flow run ``created`` → ``end_time``) and CPU-s per run (server + worker process tree
-+ this process, read from /proc). Last lines: ``prefork_vs_process`` and ``prefork_vs_inprocess``
-(ratios of runs/s; goals ≥ 6 and ≥ 0.7). Figures are noisy on a shared machine: quote medians.
++ this process, read from /proc). Then ``benchmarks.webhook_execution``: signed webhooks through
+the gateway to the 2-node ``event_archive`` on a prefork worker, per event and batched. Last
+lines: ``prefork_vs_process`` and ``prefork_vs_inprocess`` (ratios of runs/s; goals ≥ 6 and
+≥ 0.7), ``batch_events_per_s`` (goal ≥ 200) and ``lost`` (goal 0). Figures are noisy on a
+shared machine: quote medians.
 """
 
 from __future__ import annotations
@@ -118,7 +121,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="8 runs per mode in 2 rounds")
     parser.add_argument("--runs", type=int, default=200, help="runs per mode (default 200)")
     parser.add_argument("--limit", type=int, default=4, help="worker concurrency limit")
+    parser.add_argument(
+        "--webhooks", type=int, default=None, help="webhooks per mode (default 2000; quick 100)"
+    )
     args = parser.parse_args()
+    webhooks = args.webhooks or (100 if args.quick else 2000)
     runs, rounds = (8, 2) if args.quick else (args.runs, 4)
     size = max(1, runs // rounds)
 
@@ -192,6 +199,9 @@ def main() -> None:
                     print(f"# round {r} {mode.name}: {len(latencies)} runs in {wall:.1f}s {phases}")
         finally:
             stop_workers(workers.values())
+        from benchmarks.webhook_execution import webhook_modes
+
+        hooks = webhook_modes(project, webhooks)
 
     # another session editing the project's source makes the worker replace its template
     replaced = logs["bench-prefork"].read_text(errors="replace").count("Replacing prefork template")
@@ -204,8 +214,13 @@ def main() -> None:
         print(f"{mode.name}_p50_s={percentile(mode.latencies, 0.5):.3f}")
         print(f"{mode.name}_p95_s={percentile(mode.latencies, 0.95):.3f}")
         print(f"{mode.name}_cpu_s_per_run={mode.cpu / max(mode.runs, 1):.3f}")
+    for mode, figures in hooks.items():
+        for name, value in figures.items():
+            print(f"webhook_{mode}_{name}={value:.2f}")
     print(f"prefork_vs_process={rate['prefork'] / max(rate['process'], 1e-9):.2f}")
     print(f"prefork_vs_inprocess={rate['prefork'] / max(rate['inprocess'], 1e-9):.2f}")
+    print(f"batch_events_per_s={hooks['batched']['events_per_s']:.1f}")
+    print(f"lost={int(sum(f['lost'] for f in hooks.values()))}")
 
 
 if __name__ == "__main__":
