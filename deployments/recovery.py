@@ -25,7 +25,7 @@ Example::
 
     from deployments.recovery import ensure_crash_recovery
 
-    ensure_crash_recovery()  # idempotent: `agency up` calls it after the server is healthy
+    ensure_crash_recovery()  # idempotent: run it once the server is healthy
 """
 
 from __future__ import annotations
