@@ -115,6 +115,12 @@ def run_stack(settings: Settings) -> int:
             stdout=subprocess.DEVNULL,
             cwd=settings.project_dir,
         )
+        # Prefect automations that crash and reschedule the runs of a dead worker machine
+        recovery = "from deployments.recovery import ensure_crash_recovery as e; e()"
+        if subprocess.run(
+            [sys.executable, "-c", recovery], env=env, cwd=settings.project_dir
+        ).returncode:
+            print("warning: crash-recovery automations not installed", file=sys.stderr)
         subprocess.run(
             prefect
             + ["work-pool", "create", settings.work_pool, "--type", "process", "--overwrite"],

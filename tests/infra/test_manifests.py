@@ -61,12 +61,18 @@ def test_prefect_server_is_keyed_and_private() -> None:
     for key in ("PREFECT_SERVER_ENCRYPTION_KEY", "PREFECT_SERVER_API_AUTH_STRING"):
         assert key in server["environment"]
     assert server["environment"]["PREFECT_MESSAGING_BROKER"] == "prefect_redis.messaging"
+    # several API replicas also share event ordering and concurrency leases through Redis
+    env = server["environment"]
+    assert env["PREFECT_SERVER_EVENTS_CAUSAL_ORDERING"] == "prefect_redis.ordering"
+    assert env["PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE"] == "prefect_redis.lease_storage"
     assert all(p.startswith("127.0.0.1:") for p in server["ports"])
     values = "\n".join(_strings(_docs(INFRA / "k8s" / "prefect-server-values.yaml")))
     for key in (
         "PREFECT_SERVER_ENCRYPTION_KEY",
         "PREFECT_SERVER_API_AUTH_STRING",
         "prefect_redis.messaging",
+        "prefect_redis.ordering",
+        "prefect_redis.lease_storage",
     ):
         assert key in values
     # platform processes authenticate to the private API
