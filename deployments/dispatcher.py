@@ -33,8 +33,8 @@ from prefect.events import emit_event
 from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 
 from agency.db import session_scope, utcnow
+from agency.db.outcomes import BATCH_TAG_PREFIX
 from deployments.gateway.batches import (
-    BATCH_TAG_PREFIX,
     BatchConflict,
     ClaimedBatch,
     claim_due_batches,

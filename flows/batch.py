@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agency.db import session_scope
+from agency.db.outcomes import BATCH_TAG_PREFIX
+from agency.db.outcomes import record_outcomes as store_outcomes
 from agency.settings import get_settings
-from deployments.gateway.batches import BATCH_TAG_PREFIX
-from deployments.gateway.batches import record_outcomes as store_outcomes
 
 logger = logging.getLogger("agency.batch")
 

@@ -26,7 +26,6 @@ from agency.db import Activation, WebhookBatch, WebhookDelivery, WebhookEndpoint
 
 MAX_EVENTS_LIMIT = 1000
 MAX_WAIT_LIMIT_S = 3600.0
-BATCH_TAG_PREFIX = "batch:"
 
 
 @dataclass(frozen=True)
@@ -210,21 +209,3 @@ def mark_batch_failed(session: Session, batch_id: str, attempts: int, error: str
             status="failed", last_error=error[:500], outcome="failed", outcome_error=error[:500]
         )
     )
-
-
-def record_outcomes(session: Session, batch_id: str, outcomes: list[str | None]) -> int:
-    """Store each event's outcome in batch ``batch_id``: ``None`` for done, else the error.
-
-    ``outcomes[i]`` belongs to ``events[i]`` of the batch's run. Returns how many were stored.
-    """
-    stored = 0
-    for index, error in enumerate(outcomes):
-        stored += session.execute(
-            update(WebhookDelivery)
-            .where(WebhookDelivery.batch_id == batch_id, WebhookDelivery.batch_index == index)
-            .values(
-                outcome="done" if error is None else "failed",
-                outcome_error=None if error is None else error[:500],
-            )
-        ).rowcount
-    return stored

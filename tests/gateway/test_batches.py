@@ -15,7 +15,6 @@ from typing import Any
 import httpx
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import DeploymentFilter
 from sqlalchemy import select
 
 from agency.db import WebhookBatch, WebhookDelivery, WebhookEndpoint, session_scope, upgrade
@@ -36,7 +35,7 @@ from tests.fixtures.gateway import (
     start_gateway_process,
 )
 from tests.fixtures.worker import Worker
-from tests.gateway.test_reliability import burst
+from tests.gateway.test_reliability import burst, runs_of
 from tests.gateway.test_verifiers import signed
 
 
@@ -77,21 +76,6 @@ def wait_dispatched(settings: Settings, expected: int, stall: float = 60) -> lis
             done, last_change = now_done, time.monotonic()
         time.sleep(0.3)
     raise AssertionError(f"{expected - done} of {expected} deliveries stuck for {stall}s")
-
-
-def runs_of(hook: Hook) -> list[Any]:
-    with get_client(sync_client=True) as api:
-        deployment = api.read_deployment_by_name(f"{hook.workflow}/{hook.client}")
-        runs: list[Any] = []
-        while True:
-            page = api.read_flow_runs(
-                deployment_filter=DeploymentFilter(id={"any_": [deployment.id]}),
-                limit=200,
-                offset=len(runs),
-            )
-            runs += page
-            if len(page) < 200:
-                return runs
 
 
 def assert_each_delivery_in_one_batch_run(rows: list[Any], runs: list[Any]) -> None:

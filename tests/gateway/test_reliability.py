@@ -94,9 +94,8 @@ def wait_all_dispatched(settings: Settings, expected: int, stall: float = 60) ->
     raise AssertionError(f"{expected - done} of {expected} deliveries stuck for {stall}s")
 
 
-def assert_exactly_one_run_each(settings: Settings, hook: Hook, accepted: list[str]) -> None:
-    rows = outbox(settings)
-    assert set(rows) == set(accepted)
+def runs_of(hook: Hook) -> list[Any]:
+    """Every flow run of the hook's deployment, all pages."""
     with get_client(sync_client=True) as api:
         deployment = api.read_deployment_by_name(f"{hook.workflow}/{hook.client}")
         runs: list[Any] = []
@@ -108,7 +107,13 @@ def assert_exactly_one_run_each(settings: Settings, hook: Hook, accepted: list[s
             )
             runs += page
             if len(page) < 200:
-                break
+                return runs
+
+
+def assert_exactly_one_run_each(settings: Settings, hook: Hook, accepted: list[str]) -> None:
+    rows = outbox(settings)
+    assert set(rows) == set(accepted)
+    runs = runs_of(hook)
     by_key = {r.idempotency_key: str(r.id) for r in runs}
     assert len(runs) == len(accepted)  # no duplicates, no run without a delivery
     assert by_key == {d: run for d, (_, run) in rows.items()}
