@@ -3,7 +3,9 @@ worker, and called in a warm process with heartbeats off (the ceiling), alternat
 
     python -m benchmarks.execution_throughput [--quick] [--runs N] [--limit L] [--webhooks N]
 
-Each round creates a batch of runs at once on one worker and waits until all are terminal;
+The Prefect server stores its data in PostgreSQL, like the issue's figures (on SQLite it
+answers 503 "database is locked" under this load and clients sleep in retries). Each round
+creates a batch of runs at once on one worker and waits until all are terminal;
 worker logs stay in the temporary project directory, printed as ``# logs``.
 Per mode it prints completed runs/s (runs / wall time of its batches), p50/p95 creation →
 completed (flow run ``created`` → ``end_time``) and CPU-s per run (server + worker process tree
@@ -133,7 +135,7 @@ def main() -> None:
     (project / "five_nodes.py").write_text(textwrap.dedent(FLOW_FILE))
     os.environ["PREFECT_WORKER_QUERY_SECONDS"] = "1"
     os.environ["PREFECT_WORKER_PREFETCH_SECONDS"] = "1"
-    with prefect_server():
+    with prefect_server(postgres=True):  # the figures are on PostgreSQL
         server = [pid] if (pid := server_pid()) else []
         from prefect import flow
         from prefect.context import SettingsContext

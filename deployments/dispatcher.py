@@ -19,6 +19,7 @@ run at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from dataclasses import dataclass, field
@@ -218,39 +219,74 @@ class Dispatcher:
             logger.warning("could not emit %s for %s %s", EVENT_NAME, kind, job.key)
         return Outcome(job, flow_run_id=run_id)
 
-    async def run_once(self, api: PrefectClient) -> int:
-        """Form due batches, claim due jobs and dispatch them; return how many were claimed."""
-        claimed = await anyio.to_thread.run_sync(self._claim)
-        if not claimed:
-            return 0
-        limit = asyncio.Semaphore(self.concurrency)
-
-        async def one(job: Job) -> Outcome:
-            async with limit:
-                return await self._dispatch(api, job)
-
-        outcomes = await asyncio.gather(*(one(j) for j in claimed))
-        await anyio.to_thread.run_sync(self._record, list(outcomes))
-        return len(claimed)
-
     async def run(self, stop: asyncio.Event | None = None) -> None:
-        """Dispatch until ``stop`` is set; survives database and Prefect outages."""
+        """Dispatch until ``stop`` is set; survives database and Prefect outages.
+
+        A pipeline, so Prefect always has ``concurrency`` creations in flight while a backlog
+        lasts: ``concurrency`` tasks take jobs from a queue that is topped up with the next
+        claim whenever it holds fewer than ``concurrency`` jobs, and finished outcomes are
+        recorded in batches. Claimed jobs wait seconds, well inside their lease.
+        """
         stop = stop or asyncio.Event()
+        jobs: asyncio.Queue[Job] = asyncio.Queue()
+        done: list[Outcome] = []
+        progress = asyncio.Event()
+
         async with get_client() as api:
-            while not stop.is_set():
-                try:
-                    busy = await self.run_once(api)
-                except Exception:  # noqa: BLE001 - e.g. the DB is briefly unreachable
-                    logger.exception("dispatch cycle failed; retrying")
-                    busy = 0
-                    await asyncio.sleep(1.0)
-                if busy:
-                    continue
-                self.wakeup.clear()
-                try:
-                    await asyncio.wait_for(self.wakeup.wait(), timeout=self.poll_seconds)
-                except TimeoutError:
-                    pass
+
+            async def work() -> None:
+                while True:
+                    job = await jobs.get()
+                    try:
+                        done.append(await self._dispatch(api, job))
+                    finally:
+                        progress.set()
+
+            workers = [asyncio.create_task(work()) for _ in range(self.concurrency)]
+            more, look = False, True  # the last claim was full / time to look for new work
+            try:
+                while not stop.is_set():
+                    try:
+                        # under a backlog, record every ``concurrency`` outcomes; else at once
+                        if done and (len(done) >= self.concurrency or jobs.empty()):
+                            outcomes, done[:] = list(done), []
+                            try:
+                                await anyio.to_thread.run_sync(self._record, outcomes)
+                            except BaseException:
+                                done.extend(outcomes)  # recorded next time
+                                raise
+                        if jobs.qsize() < self.concurrency and (more or look):
+                            claimed = await anyio.to_thread.run_sync(self._claim)
+                            more = len(claimed) >= self.batch_size
+                            for job in claimed:
+                                jobs.put_nowait(job)
+                    except Exception:  # noqa: BLE001 - e.g. the DB is briefly unreachable
+                        logger.exception("dispatch cycle failed; retrying")
+                        await asyncio.sleep(1.0)
+                    look = await self._wait(progress, stop)
+            finally:
+                for task in workers:
+                    task.cancel()
+                await asyncio.gather(*workers, return_exceptions=True)
+                if done:  # runs created but not yet recorded; else their lease runs out
+                    with contextlib.suppress(Exception):
+                        await anyio.to_thread.run_sync(self._record, list(done))
+
+    async def _wait(self, progress: asyncio.Event, stop: asyncio.Event) -> bool:
+        """Wait for a finished job, a wake-up or the poll interval; True unless only progress."""
+        events = (progress, self.wakeup, stop)
+        waiters = [asyncio.ensure_future(e.wait()) for e in events]
+        try:
+            await asyncio.wait(
+                waiters, timeout=self.poll_seconds, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        look = self.wakeup.is_set() or not progress.is_set()
+        progress.clear()
+        self.wakeup.clear()
+        return look
 
 
 def run_dispatcher(

@@ -22,6 +22,7 @@ No rejection writes a delivery row or starts a run. Also ``GET /healthz``, ``GET
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -223,6 +224,10 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await anyio.to_thread.run_sync(_enable_sqlite_wal, gateway.url)
+        # Everything imported so far lives as long as the process: keep it out of the cyclic
+        # collector, whose full passes over Prefect's and FastAPI's objects stalled requests.
+        gc.collect()
+        gc.freeze()
         stop = asyncio.Event()
         gateway.loop = asyncio.get_running_loop()
         task = None
