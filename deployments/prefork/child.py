@@ -12,13 +12,21 @@ before ``os._exit``, since no ``atexit`` hook runs in a forked child.
 
 from __future__ import annotations
 
+import gc
 import os
 import random
 import signal
+import ssl
 from typing import Any
 from uuid import UUID
 
-import prefect.flow_engine  # noqa: F401 - imported here so the template preloads the engine
+# imported here so the template preloads them: the engine and what it imports lazily per run
+import anyio._backends._asyncio  # noqa: F401
+import certifi
+import prefect.flow_engine  # noqa: F401
+import prefect.task_engine  # noqa: F401
+import prefect.utilities.visualization  # noqa: F401
+import rich._emoji_codes  # noqa: F401
 from prefect._internal import control_listener
 from prefect._internal.metrics import RunMetrics
 from prefect.context import SettingsContext
@@ -28,18 +36,59 @@ from prefect.flow_engine import flow_run_logger, load_flow, load_flow_run, run_f
 from prefect.logging.handlers import APILogWorker
 from prefect.settings import Settings
 
-__all__ = ["CANCEL_SIGNAL", "child_settings", "run_child"]
+__all__ = ["CANCEL_SIGNAL", "child_settings", "prepare_template", "run_child"]
 
 #: Sent by the worker to a child whose run was cancelled in Prefect.
 CANCEL_SIGNAL = signal.SIGUSR1
 
 
-def child_settings(reread: bool = True) -> Settings:
-    """Prefect settings with flow-run heartbeats off: read from the environment again if
-    ``reread`` (~50 ms), else the template's own settings."""
+_create_default_context = ssl.create_default_context
+_loaded_contexts: dict[str, ssl.SSLContext] = {}
+
+
+def _shared_default_context(
+    purpose: ssl.Purpose = ssl.Purpose.SERVER_AUTH,
+    *,
+    cafile: str | None = None,
+    capath: str | None = None,
+    cadata: Any = None,
+) -> ssl.SSLContext:
+    # Every Prefect client builds ``ssl.create_default_context(cafile=<CA bundle>)``: ~30 ms
+    # of CPU parsing certifi's bundle, twice per run. The template parses it once; children
+    # (each with its own copy of memory) reuse it. Other calls are passed through.
+    shared = _loaded_contexts.get(cafile or "")
+    if shared is not None and purpose is ssl.Purpose.SERVER_AUTH and not capath and not cadata:
+        return shared
+    return _create_default_context(purpose, cafile=cafile, capath=capath, cadata=cadata)
+
+
+def prepare_template() -> None:
+    """Work every child would repeat, done once in the template before it forks: the CA
+    bundle's TLS context, and the startup objects moved out of the cyclic garbage collector
+    (a collection in a child would otherwise touch, and so copy, the template's whole heap)."""
+    for cafile in {certifi.where(), os.environ.get("PREFECT_API_SSL_CERT_FILE") or ""} - {""}:
+        _loaded_contexts[cafile] = _create_default_context(cafile=cafile)
+    ssl.create_default_context = _shared_default_context  # type: ignore[assignment]
+    gc.collect()
+    gc.freeze()
+
+
+def child_settings(reread: bool = True, *, csrf: bool = True) -> Settings:
+    """Prefect settings for a run's child: read from the environment again if ``reread``
+    (~50 ms), else the template's own; flow-run heartbeats off (the worker sends them), no
+    server version handshake (the worker made it; Prefect's setting exists for exactly such
+    worker subprocesses), and CSRF tokens off when ``csrf`` is False (the worker found the
+    server does not use them). Each of those handshakes costs one request per client, and
+    a run makes two clients."""
     settings = Settings() if reread else SettingsContext.get().settings
     flows = settings.flows.model_copy(update={"heartbeat_frequency": None})
-    return settings.model_copy(update={"flows": flows})
+    client = settings.client.model_copy(
+        update={
+            "server_version_check_enabled": False,
+            "csrf_support_enabled": settings.client.csrf_support_enabled and csrf,
+        }
+    )
+    return settings.model_copy(update={"flows": flows, "client": client})
 
 
 def _changes_settings(env: dict[str, str]) -> bool:
@@ -75,8 +124,10 @@ def _execute(flow_run_id: UUID) -> None:
             _drive_run_flow_result(flow, result)
 
 
-def run_child(flow_run_id: str, env: dict[str, str], cwd: str | None) -> int:
-    """Run the flow run in this (forked) process; return the process exit code."""
+def run_child(flow_run_id: str, env: dict[str, str], cwd: str | None, *, csrf: bool = True) -> int:
+    """Run the flow run in this (forked) process; return the process exit code.
+
+    ``csrf`` False: the server does not use CSRF tokens, so the clients need not fetch one."""
     random.seed()  # a fork copies the template's generator state into every child
     signal.signal(CANCEL_SIGNAL, _cancel_requested)
     reread = _changes_settings(env)
@@ -84,7 +135,7 @@ def run_child(flow_run_id: str, env: dict[str, str], cwd: str | None) -> int:
     if cwd:
         os.chdir(cwd)
     code = 0
-    settings = child_settings(reread)
+    settings = child_settings(reread, csrf=csrf)
     try:
         with SettingsContext(profile=SettingsContext.get().profile, settings=settings):
             try:

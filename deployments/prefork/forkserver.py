@@ -86,14 +86,22 @@ class Template:
         """Whether a source file the template imported changed since it started."""
         return _stamp(self.files) != self._stamps
 
-    async def fork(self, flow_run_id: str, env: dict[str, str], cwd: str | None) -> int:
-        """Fork a child that runs the flow run; return its pid."""
+    async def fork(
+        self, flow_run_id: str, env: dict[str, str], cwd: str | None, *, csrf: bool = True
+    ) -> int:
+        """Fork a child that runs the flow run; return its pid (``csrf``: see ``run_child``)."""
         if not self.alive or self._proc is None or self._proc.stdin is None:
             raise TemplateError("template is not running")
         self._seq += 1
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._forks[self._seq] = future
-        request = {"seq": self._seq, "flow_run_id": flow_run_id, "env": env, "cwd": cwd}
+        request = {
+            "seq": self._seq,
+            "flow_run_id": flow_run_id,
+            "env": env,
+            "cwd": cwd,
+            "csrf": csrf,
+        }
         self._proc.stdin.write((json.dumps(request) + "\n").encode())
         await self._proc.stdin.drain()
         return await future

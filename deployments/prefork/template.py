@@ -3,10 +3,10 @@
 Run by the worker as ``python -m deployments.prefork.template MODULE...``. Protocol, one JSON
 object per line: the template writes ``{"ready": true, "pid", "files"}`` once its modules are
 imported (``files``: the project source it loaded, so the worker can tell when it is stale), or
-``{"error": ...}`` and exits. Then it reads ``{"seq", "flow_run_id", "env", "cwd"}`` requests on
-stdin and answers ``{"seq", "pid"}`` after each fork, and ``{"exited": pid, "code": n}`` when a
-child ends (``code`` is the exit status, or minus the signal number). When stdin closes it stops
-forking, reports its remaining children as they end, then exits.
+``{"error": ...}`` and exits. Then it reads ``{"seq", "flow_run_id", "env", "cwd", "csrf"}``
+requests on stdin and answers ``{"seq", "pid"}`` after each fork, and ``{"exited": pid,
+"code": n}`` when a child ends (``code`` is the exit status, or minus the signal number). When
+stdin closes it stops forking, reports its remaining children as they end, then exits.
 
 The template itself starts no thread, opens no connection and holds no client data: forking a
 process with threads can leave a lock held forever in the child.
@@ -62,7 +62,12 @@ def _child(request: dict[str, Any]) -> int:
     os.close(null)
     from deployments.prefork.child import run_child
 
-    return run_child(request["flow_run_id"], request.get("env") or {}, request.get("cwd"))
+    return run_child(
+        request["flow_run_id"],
+        request.get("env") or {},
+        request.get("cwd"),
+        csrf=request.get("csrf", True),
+    )
 
 
 def serve(preload: list[str]) -> int:
@@ -74,6 +79,9 @@ def serve(preload: list[str]) -> int:
     except BaseException as exc:  # noqa: BLE001 - reported to the worker, which fails the run
         _write({"error": f"preloading failed: {type(exc).__name__}: {exc}"})
         return 1
+    from deployments.prefork.child import prepare_template
+
+    prepare_template()
     if threading.active_count() > 1:
         names = [t.name for t in threading.enumerate() if t is not threading.current_thread()]
         _write({"error": f"preloading started threads {names}; refusing to fork"})

@@ -78,6 +78,8 @@ class PreforkWorker(BaseWorker[PreforkJobConfiguration, PreforkVariables, Prefor
         self._watching = False
         self._warming: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()  # strong references until each is done
+        self._refill: asyncio.Task[None] | None = None
+        self._refill_wanted = False
 
     async def setup(self) -> None:
         """Set up Prefect's worker, then start the pool's default template in the background, so
@@ -129,7 +131,7 @@ class PreforkWorker(BaseWorker[PreforkJobConfiguration, PreforkVariables, Prefor
         template = await self._template(tuple(configuration.preload))
         env = {k: v for k, v in configuration.env.items() if v is not None}
         cwd = str(configuration.working_dir) if configuration.working_dir else None
-        pid = await template.fork(str(flow_run.id), env, cwd)
+        pid = await template.fork(str(flow_run.id), env, cwd, csrf=self._server_uses_csrf())
         child = _Child(pid, template, configuration.termination_grace_seconds)
         self._children[flow_run.id] = child
         if task_status is not None:
@@ -144,6 +146,33 @@ class PreforkWorker(BaseWorker[PreforkJobConfiguration, PreforkVariables, Prefor
             self._children.pop(flow_run.id, None)
         # a child we terminated for a cancellation is not a crash
         return PreforkWorkerResult(status_code=0 if child.cancelled else code, identifier=str(pid))
+
+    def _release_limit_slot(self, flow_run_id: UUID) -> None:
+        """Free the slot, then look for the next scheduled run at once instead of at the next
+        poll (up to ``PREFECT_WORKER_QUERY_SECONDS`` later): a forked run takes well under a
+        second, so waiting for the poll would leave slots idle most of the time."""
+        super()._release_limit_slot(flow_run_id)
+        self._refill_wanted = True
+        if self._refill is None or self._refill.done():
+            try:
+                self._refill = self._background(self._submit_next())
+            except RuntimeError:  # no running event loop: the regular poll covers it
+                pass
+
+    async def _submit_next(self) -> None:
+        while self._refill_wanted:
+            self._refill_wanted = False
+            await asyncio.sleep(0)  # let the run's bookkeeping finish first
+            try:
+                await self.get_and_submit_flow_runs()
+            except Exception:  # the regular poll tries again
+                self._logger.debug("Could not look for the next flow run", exc_info=True)
+
+    def _server_uses_csrf(self) -> bool:
+        """False once this worker's client has learned the server has CSRF protection off
+        (Prefect's client turns its support off on that answer); True when unsure."""
+        http = getattr(self._client, "_client", None)
+        return bool(getattr(http, "enable_csrf_support", True))
 
     async def _terminate(self, child: _Child) -> None:
         """Ask the child to cancel; SIGKILL its process group after the grace period."""
