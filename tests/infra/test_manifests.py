@@ -65,16 +65,22 @@ def test_prefect_server_is_keyed_and_private() -> None:
     env = server["environment"]
     assert env["PREFECT_SERVER_EVENTS_CAUSAL_ORDERING"] == "prefect_redis.ordering"
     assert env["PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE"] == "prefect_redis.lease_storage"
+    assert env["PREFECT_SERVER_DOCKET_URL"].startswith("redis://redis:")
     assert all(p.startswith("127.0.0.1:") for p in server["ports"])
-    values = "\n".join(_strings(_docs(INFRA / "k8s" / "prefect-server-values.yaml")))
-    for key in (
-        "PREFECT_SERVER_ENCRYPTION_KEY",
-        "PREFECT_SERVER_API_AUTH_STRING",
-        "prefect_redis.messaging",
-        "prefect_redis.ordering",
-        "prefect_redis.lease_storage",
-    ):
-        assert key in values
+    # Helm: the settings go to every Prefect pod (global.prefect.env), not only the API pods
+    # (server.env), since the background services run in pods of their own
+    values = _docs(INFRA / "k8s" / "prefect-server-values.yaml")[0]
+    assert values["backgroundServices"]["runAsSeparateDeployment"] is True
+    shared = {e["name"]: e for e in values["global"]["prefect"]["env"]}
+    for key in ("PREFECT_SERVER_ENCRYPTION_KEY", "PREFECT_SERVER_API_AUTH_STRING"):
+        assert "secretKeyRef" in shared[key]["valueFrom"]
+    assert shared["PREFECT_MESSAGING_BROKER"]["value"] == "prefect_redis.messaging"
+    assert shared["PREFECT_SERVER_EVENTS_CAUSAL_ORDERING"]["value"] == "prefect_redis.ordering"
+    assert shared["PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE"]["value"] == (
+        "prefect_redis.lease_storage"
+    )
+    assert shared["PREFECT_SERVER_DOCKET_URL"]["value"].startswith("redis://")
+    assert "env" not in values.get("server", {})
     # platform processes authenticate to the private API
     platform_env = compose["x-platform-env"]
     assert "PREFECT_API_AUTH_STRING" in platform_env
