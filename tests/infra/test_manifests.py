@@ -25,14 +25,6 @@ def _docs(path: Path) -> list[Any]:
     return [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
 
 
-def _strings(node: Any) -> list[str]:
-    if isinstance(node, dict):
-        return [s for k, v in node.items() for s in [str(k), *_strings(v)]]
-    if isinstance(node, list):
-        return [s for v in node for s in _strings(v)]
-    return [str(node)]
-
-
 def _agency_commands(text: str) -> list[list[str]]:
     found = []
     for match in re.finditer(r"(?:exec )?\bagency ([a-z][^\"'\]\n&;]*)", text):
