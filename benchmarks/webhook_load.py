@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -124,32 +125,56 @@ def _signed(secret: str, count: int) -> list[tuple[str, dict[str, str]]]:
     return requests
 
 
-async def _send(url: str, path: str, secret: str, count: int, concurrency: int) -> list[float]:
-    """POST ``count`` signed webhooks at ``concurrency``; return each one's latency (s).
+@dataclass
+class Load:
+    """What one sending run measured: per-request latencies, wall and gateway CPU seconds."""
+
+    latencies: list[float]
+    seconds: float
+    cpu_seconds: float
+
+
+async def _load(
+    url: str, path: str, secret: str, count: int, concurrency: int, warmup: int = 0, pid: int = 0
+) -> Load:
+    """POST ``count`` signed webhooks at ``concurrency``, measuring latencies, wall time and the
+    CPU time of process ``pid`` (the gateway; 0: none).
 
     Requests are signed before the clock starts and sent with aiohttp (C HTTP parser): the
     sender shares the machine's 2 cores with the gateway, and httpx plus signing cost it ~5 ms
     of CPU per request, more than the gateway itself, which capped the measured accept rate.
+    ``warmup`` requests go first over the same keep-alive connections, unmeasured, so the
+    figures are the steady state of a sender's connection pool, not 50 TCP handshakes at once.
     """
     import aiohttp
 
-    todo = _signed(secret, count)
+    todo = _signed(secret, count + warmup)
     latencies: list[float] = []
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(base_url=url, connector=connector) as http:
 
-        async def worker() -> None:
-            while todo:
-                body, headers = todo.pop()
+        async def worker(queue: list[tuple[str, dict[str, str]]], out: list[float]) -> None:
+            while queue:
+                body, headers = queue.pop()
                 start = time.perf_counter()
                 async with http.post(path, data=body, headers=headers) as answer:
                     text = await answer.text()
-                    latencies.append(time.perf_counter() - start)
+                    out.append(time.perf_counter() - start)
                     if answer.status != 202:
                         raise RuntimeError(f"{answer.status}: {text}")
 
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return latencies
+        first, todo = todo[:warmup], todo[warmup:]
+        await asyncio.gather(*(worker(first, []) for _ in range(concurrency)))
+        cpu, start = _cpu_seconds(pid) if pid else 0.0, time.perf_counter()
+        await asyncio.gather(*(worker(todo, latencies) for _ in range(concurrency)))
+        seconds = time.perf_counter() - start
+        cpu = (_cpu_seconds(pid) - cpu) if pid else 0.0
+    return Load(latencies, seconds, cpu)
+
+
+async def _send(url: str, path: str, secret: str, count: int, concurrency: int) -> list[float]:
+    """POST ``count`` signed webhooks at ``concurrency``; return each one's latency (s)."""
+    return (await _load(url, path, secret, count, concurrency)).latencies
 
 
 async def _bare(deployment_id: UUID, count: int, concurrency: int) -> float:
@@ -436,12 +461,12 @@ def main() -> None:
             path = f"/hooks/{client}/echo"
             try:
                 _wait(f"{url}/healthz")
-                asyncio.run(_send(url, path, hook.secret, 20, CONCURRENCY))  # warm-up
-                gateway_cpu = _cpu_seconds(gateway.pid)
-                start = time.perf_counter()
-                latencies = asyncio.run(_send(url, path, hook.secret, requests, CONCURRENCY))
-                accept_rate = requests / (time.perf_counter() - start)
-                gateway_cpu = _cpu_seconds(gateway.pid) - gateway_cpu
+                warmup = 4 * CONCURRENCY
+                load = asyncio.run(
+                    _load(url, path, hook.secret, requests, CONCURRENCY, warmup, gateway.pid)
+                )
+                latencies, accept_rate = load.latencies, requests / load.seconds
+                gateway_cpu = load.cpu_seconds
                 # alternate: bare, ours (drain the backlog), bare again
                 bare1 = asyncio.run(_bare(deployment_id, bare_runs, DISPATCH_CONCURRENCY))
                 drain = _drain(db_url, env, work)

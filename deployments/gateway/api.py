@@ -201,7 +201,7 @@ async def start_run(
     from deployments.gateway.app import Rejected, admit, event_model, parse_event, read_body
 
     gateway = request.app.state.gateway
-    target = await anyio.to_thread.run_sync(gateway.target, client, workflow)
+    target = await gateway.fresh_target(client, workflow)
     try:
         if target is None:
             raise Rejected(404, "not_found", "No such workflow for this client.")
