@@ -10,6 +10,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from agency.db.models import WebhookDelivery
+from agency.redaction import redact
 
 BATCH_TAG_PREFIX = "batch:"
 
@@ -18,6 +19,7 @@ def record_outcomes(session: Session, batch_id: str, outcomes: list[str | None])
     """Store each event's outcome in batch ``batch_id``: ``None`` for done, else the error.
 
     ``outcomes[i]`` belongs to ``events[i]`` of the batch's run. Returns how many were stored.
+    Errors are stored with every secret this process loaded masked: the client API shows them.
     """
     stored = 0
     for index, error in enumerate(outcomes):
@@ -26,7 +28,7 @@ def record_outcomes(session: Session, batch_id: str, outcomes: list[str | None])
             .where(WebhookDelivery.batch_id == batch_id, WebhookDelivery.batch_index == index)
             .values(
                 outcome="done" if error is None else "failed",
-                outcome_error=None if error is None else error[:500],
+                outcome_error=None if error is None else redact(error)[:500],
             )
         ).rowcount
     return stored
