@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 from typing import Annotated
@@ -25,10 +24,10 @@ def worker_cmd(
     ] = 1.0,
 ) -> None:
     """Run flow runs of POOL, each in a child forked from a warm template, until Ctrl-C."""
-    from deployments.prefork import ensure_prefork_pool
+    from deployments import ensure_work_pool
 
     try:
-        asyncio.run(ensure_prefork_pool(pool))
+        ensure_work_pool(pool, prefork=True)
     except (AgencyError, httpx.HTTPError) as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         raise typer.Exit(2) from None

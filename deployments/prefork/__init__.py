@@ -5,15 +5,12 @@ from deployments.prefork.configuration import (
     PreforkJobConfiguration,
     PreforkVariables,
 )
-from deployments.prefork.pool import DEFAULT_POOL, ensure_prefork_pool
 from deployments.prefork.worker import PreforkWorker, PreforkWorkerResult
 
 __all__ = [
-    "DEFAULT_POOL",
     "DEFAULT_PRELOAD",
     "PreforkJobConfiguration",
     "PreforkVariables",
     "PreforkWorker",
     "PreforkWorkerResult",
-    "ensure_prefork_pool",
 ]
