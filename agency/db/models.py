@@ -277,12 +277,12 @@ class WebhookDelivery(Base):
         CheckConstraint(_in("status", DELIVERY_STATUSES), name="status"),
         CheckConstraint(_in("outcome", DELIVERY_OUTCOMES), name="outcome"),
         Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+        # the hourly budget counts an activation's recent rows; also serves activation lookups
+        Index("ix_webhook_deliveries_activation_received", "activation_id", "received_at"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    activation_id: Mapped[int] = mapped_column(
-        ForeignKey("activations.id", ondelete="CASCADE"), index=True
-    )
+    activation_id: Mapped[int] = mapped_column(ForeignKey("activations.id", ondelete="CASCADE"))
     client: Mapped[str] = mapped_column(String(64), index=True)
     workflow: Mapped[str] = mapped_column(String(64))
     source: Mapped[str] = mapped_column(String(16), default="webhook")

@@ -1,8 +1,7 @@
-"""The webhook gateway: ASGI app, verifiers, outbox, rate limit, metrics and the client API."""
+"""The webhook gateway: ASGI app, verifiers, outbox with the hourly budget, metrics, client API."""
 
 from deployments.gateway.app import MAX_BODY_BYTES, Gateway, create_app
 from deployments.gateway.metrics import Metrics
-from deployments.gateway.ratelimit import RateLimiter
 from deployments.gateway.verifiers import (
     VERIFIERS,
     VerificationFailed,
@@ -16,7 +15,6 @@ __all__ = [
     "VERIFIERS",
     "Gateway",
     "Metrics",
-    "RateLimiter",
     "VerificationFailed",
     "create_app",
     "delivery_key",

@@ -46,12 +46,12 @@ from agency.settings import Settings
 from deployments.gateway.metrics import Metrics
 from deployments.gateway.outbox import (
     GroupCommitter,
+    RateLimited,
+    Submission,
     Target,
-    find_duplicate,
     find_target,
     pending_count,
 )
-from deployments.gateway.ratelimit import RateLimiter
 from deployments.gateway.secrets import valid_secrets
 from deployments.gateway.verifiers import VerificationFailed, delivery_key, verify
 
@@ -83,13 +83,12 @@ class _Cached:
 
 
 class Gateway:
-    """State shared by the routes: settings, caches, rate limiter, metrics, dispatcher."""
+    """State shared by the routes: settings, caches, outbox committer, metrics, dispatcher."""
 
     def __init__(self, settings: Settings, metrics: Metrics) -> None:
         self.settings = settings
         self.url = settings.platform_database_url
         self.metrics = metrics
-        self.limiter = RateLimiter()
         self.committer = GroupCommitter(self.url)
         self.dispatcher: Dispatcher | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -388,39 +387,26 @@ async def _accept(gateway: Gateway, target: Target, request: Request) -> Respons
     return await admit(gateway, target, payload, dedupe, "webhook")
 
 
-def _first_delivery(gateway: Gateway, target: Target, dedupe: str | None) -> str | None:
-    if dedupe is None:
-        return None
-    with session_scope(gateway.url) as session:
-        return find_duplicate(session, target.activation_id, dedupe)
-
-
 async def admit(
     gateway: Gateway, target: Target, payload: dict[str, Any], dedupe: str | None, source: str
 ) -> Response:
-    """Rate-limit, dedupe and persist one event: 429, 200 (duplicate) or 202."""
-    key = f"{target.client}/{target.workflow}"
+    """Dedupe, rate-limit and persist one event: 200 (duplicate), 429 or 202.
+
+    The budget is the activation's deliveries of the last hour in the platform DB, checked in
+    the transaction that writes the row, so every gateway replica shares it.
+    """
     limit = target.rate_limit_per_hour or gateway.settings.webhook_rate_limit_per_hour
-    wait = gateway.limiter.take(key, limit)
-    if wait:
-        first = await anyio.to_thread.run_sync(_first_delivery, gateway, target, dedupe)
-        if first is None:
-            raise Rejected(
-                429,
-                "rate_limited",
-                f"Over the budget of {limit} runs per hour.",
-                {"Retry-After": str(wait)},
-            )
-        return JSONResponse({"delivery_id": first, "duplicate": True}, status_code=200)
-    try:
-        delivery_id, created = await asyncio.wrap_future(
-            gateway.committer.submit(target, payload, dedupe, source)
+    result = await asyncio.wrap_future(
+        gateway.committer.submit(Submission(target, payload, dedupe, source, limit))
+    )
+    if isinstance(result, RateLimited):
+        raise Rejected(
+            429,
+            "rate_limited",
+            f"Over the budget of {result.limit} runs per hour.",
+            {"Retry-After": str(result.retry_after)},
         )
-    except BaseException:
-        gateway.limiter.give_back(key)
-        raise
-    if not created:
-        gateway.limiter.give_back(key)
-        return JSONResponse({"delivery_id": delivery_id, "duplicate": True}, status_code=200)
+    if not result.created:
+        return JSONResponse({"delivery_id": result.delivery_id, "duplicate": True}, status_code=200)
     gateway.notify()
-    return JSONResponse({"delivery_id": delivery_id}, status_code=202)
+    return JSONResponse({"delivery_id": result.delivery_id}, status_code=202)
