@@ -18,6 +18,7 @@ from agency.db import Activation, ActivationVersion, Client, WebhookEndpoint, se
 from agency.errors import NotFound
 from agency.services.audit import audit
 from agency.services.clients import get_client_record
+from agency.services.scoping import client_session
 from agency.settings import Settings
 
 
@@ -81,7 +82,7 @@ def activate(
     when the client's own activation of that workflow completes. Invalid input raises before
     anything is written.
     """
-    with session_scope(settings.platform_database_url) as session:
+    with client_session(settings, client) as session:
         record = get_client_record(session, client)
         upstream = _find(session, record, after) if after is not None else None
         if after is not None and (upstream is None or upstream.deployment_id is None):
@@ -138,7 +139,7 @@ def activate(
 def _change_status(
     settings: Settings, client: str, workflow: str, status: str, actor: str
 ) -> ActivationView:
-    with session_scope(settings.platform_database_url) as session:
+    with client_session(settings, client) as session:
         record = get_client_record(session, client)
         act = _find(session, record, workflow)
         if act is None or act.status == "inactive":
@@ -180,8 +181,13 @@ def deactivate(
 
 
 def list_activations(settings: Settings, client: str | None = None) -> list[ActivationView]:
-    """Activations of one client, or of every client."""
-    with session_scope(settings.platform_database_url) as session:
+    """Activations of one client (in its client-scoped transaction), or of every client."""
+    scope = (
+        session_scope(settings.platform_database_url)
+        if client is None
+        else client_session(settings, client)
+    )
+    with scope as session:
         query = select(Client, Activation).join(Activation, Activation.client_id == Client.id)
         if client is not None:
             query = query.where(Client.id == get_client_record(session, client).id)

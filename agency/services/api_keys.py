@@ -17,6 +17,7 @@ from agency.db import ApiKey, Client, session_scope, utcnow
 from agency.errors import NotFound
 from agency.services.audit import audit
 from agency.services.clients import get_client_record
+from agency.services.scoping import client_session
 from agency.settings import Settings
 from blocks.names import check_slug
 
@@ -55,7 +56,7 @@ def create_api_key(
     check_slug(name, "API key name")
     prefix = secrets.token_hex(4)
     key = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
-    with session_scope(settings.platform_database_url) as session:
+    with client_session(settings, client) as session:
         record = get_client_record(session, client)
         row = ApiKey(client_id=record.id, name=name, prefix=prefix, key_hash=hash_key(key))
         session.add(row)
@@ -73,7 +74,7 @@ def create_api_key(
 
 def list_api_keys(settings: Settings, client: str) -> list[ApiKeyView]:
     """The client's keys, oldest first."""
-    with session_scope(settings.platform_database_url) as session:
+    with client_session(settings, client) as session:
         record = get_client_record(session, client)
         rows = session.scalars(
             select(ApiKey).where(ApiKey.client_id == record.id).order_by(ApiKey.id)
@@ -85,7 +86,7 @@ def list_api_keys(settings: Settings, client: str) -> list[ApiKeyView]:
 
 def revoke_api_key(settings: Settings, client: str, key_id: int, *, actor: str = "cli") -> None:
     """Revoke one of the client's keys; another client's key id is ``NotFound``."""
-    with session_scope(settings.platform_database_url) as session:
+    with client_session(settings, client) as session:
         record = get_client_record(session, client)
         row = session.scalar(
             select(ApiKey).where(ApiKey.id == key_id, ApiKey.client_id == record.id)

@@ -26,10 +26,10 @@ from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.exceptions import FlowPauseTimeout, NotPausedError, ObjectNotFound
 from prefect.flow_runs import resume_flow_run
 
-from agency.db import session_scope
 from agency.errors import InputInvalid, NotFound
 from agency.services.audit import audit
 from agency.services.clients import get_client_record
+from agency.services.scoping import client_session
 from agency.settings import Settings
 from nodes.approve import DETAILS_KEY_PREFIX, ApprovalAnswer
 
@@ -83,7 +83,7 @@ def _view(run: FlowRun, details: dict[str, Any]) -> ApprovalView:
 
 def list_pending_approvals(settings: Settings, client: str) -> list[ApprovalView]:
     """The client's runs paused for an approval, oldest request first."""
-    with session_scope(settings.platform_database_url) as session:
+    with client_session(settings, client) as session:
         get_client_record(session, client)
     views = []
     with get_client(sync_client=True) as api:
@@ -141,7 +141,7 @@ def answer_approval(
     ``InputInvalid`` when the run no longer waits or the answer does not fit the request.
     """
     missing = NotFound(f"No approval request '{flow_run_id}' for client '{client}'.")
-    with session_scope(settings.platform_database_url) as session:
+    with client_session(settings, client) as session:
         record = get_client_record(session, client)
         try:
             run_id = UUID(flow_run_id)

@@ -21,11 +21,11 @@ from typing import Any
 
 import httpx
 
-from agency.db import session_scope
 from agency.errors import InputInvalid
 from agency.services.audit import audit
 from agency.services.auth import Principal, scope_client
 from agency.services.clients import get_client_record
+from agency.services.scoping import client_session
 from agency.settings import Settings
 from blocks import load_credential, parse_credential
 from blocks.kinds import (
@@ -205,7 +205,7 @@ def check_connection(
     else:
         raise InputInvalid("Enter the credential or choose a stored one to test.")
     result = check_credential(cred, probe_url)
-    with session_scope(settings.platform_database_url) as session:
+    with client_session(settings, slug) as session:
         audit(
             session,
             actor=principal.email,

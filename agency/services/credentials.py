@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import blocks
-from agency.db import session_scope
 from agency.services.audit import audit
 from agency.services.clients import get_client_record
+from agency.services.scoping import client_session
 from agency.settings import Settings
 
 
@@ -31,7 +31,7 @@ def set_credential(
     actor: str = "cli",
 ) -> CredentialView:
     """Validate and store a credential for an existing client, then audit it (without values)."""
-    with session_scope(settings.platform_database_url) as session:
+    with client_session(settings, client) as session:
         record = get_client_record(session, client)
         block = blocks.save_credential(client, kind, name, data, settings=settings)
         audit(
@@ -47,7 +47,7 @@ def set_credential(
 
 def list_credentials(settings: Settings, client: str) -> list[CredentialView]:
     """The client's credential references."""
-    with session_scope(settings.platform_database_url) as session:
+    with client_session(settings, client) as session:
         get_client_record(session, client)
     return [CredentialView(c.kind, c.name, c.store) for c in blocks.list_credentials(client)]
 
@@ -56,7 +56,7 @@ def delete_credential(
     settings: Settings, client: str, kind: str, name: str, *, actor: str = "cli"
 ) -> None:
     """Delete the stored values and the reference."""
-    with session_scope(settings.platform_database_url) as session:
+    with client_session(settings, client) as session:
         record = get_client_record(session, client)
         blocks.delete_credential(client, kind, name)
         audit(

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from agency.db import Activation, ActivationVersion, session_scope
+from agency.db import Activation, ActivationVersion
 from agency.errors import NotFound
 from agency.services.activations import ActivationView, activate
 from agency.services.audit import audit
 from agency.services.clients import get_client_record
+from agency.services.scoping import client_session
 from agency.settings import Settings
 
 
@@ -17,7 +18,7 @@ def rollback(
 ) -> ActivationView:
     """Re-activate ``workflow`` for ``client`` with the settings, cron and time zone of
     ``version``; the history gains a new version, nothing is rewritten."""
-    with session_scope(settings.platform_database_url) as session:
+    with client_session(settings, client) as session:
         record = get_client_record(session, client)
         old = session.scalar(
             select(ActivationVersion)
@@ -32,7 +33,7 @@ def rollback(
             raise NotFound(f"Workflow '{workflow}' has no version {version} for '{client}'.")
         values = (dict(old.settings), old.cron, old.timezone)
     view = activate(settings, client, workflow, values[0], values[1], values[2], actor=actor)
-    with session_scope(settings.platform_database_url) as session:
+    with client_session(settings, client) as session:
         audit(
             session,
             actor=actor,

@@ -34,11 +34,11 @@ from prefect.exceptions import ObjectNotFound
 from prefect.states import AwaitingRetry
 
 from agency import runs as _runs
-from agency.db import session_scope
 from agency.errors import InputInvalid, NotFound
 from agency.services.audit import audit
 from agency.services.auth import Principal, check_session, require_agency, scope_client
 from agency.services.clients import get_client_record
+from agency.services.scoping import client_session
 from agency.settings import Settings
 from flows.catalog import get_workflow
 
@@ -173,7 +173,7 @@ def _audit(
     target: str,
     detail: dict[str, Any] | None = None,
 ) -> None:
-    with session_scope(settings.platform_database_url) as session:
+    with client_session(settings, client) as session:
         record = get_client_record(session, client)
         audit(
             session,

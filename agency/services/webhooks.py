@@ -14,10 +14,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import deployments
-from agency.db import Activation, Client, WebhookDelivery, WebhookEndpoint, session_scope, utcnow
+from agency.db import Activation, Client, WebhookDelivery, WebhookEndpoint, utcnow
 from agency.errors import InputInvalid, NotFound
 from agency.services.audit import audit
 from agency.services.clients import get_client_record
+from agency.services.scoping import client_session
 from agency.settings import Settings
 from deployments.gateway.batches import MAX_EVENTS_LIMIT, MAX_WAIT_LIMIT_S
 from deployments.gateway.secrets import current_secret, store_secret
@@ -137,7 +138,7 @@ def enable_webhook(
         value = check_secret(verifier, secret) if secret else new_secret(verifier)
     except ValueError as exc:
         raise InputInvalid(f"Invalid webhook secret: {exc}.") from None
-    with session_scope(settings.platform_database_url) as session:
+    with client_session(settings, client) as session:
         record = get_client_record(session, client)
         act = _activation(session, record, workflow)
         endpoint = _endpoint(session, act)
@@ -168,7 +169,7 @@ def rotate_webhook_secret(
     settings: Settings, client: str, workflow: str, *, actor: str = "cli"
 ) -> WebhookSecretView:
     """Issue a new secret; the old one keeps verifying for the configured grace period."""
-    with session_scope(settings.platform_database_url) as session:
+    with client_session(settings, client) as session:
         record = get_client_record(session, client)
         act = _activation(session, record, workflow)
         endpoint = _endpoint(session, act)
@@ -193,7 +194,7 @@ def disable_webhook(
     settings: Settings, client: str, workflow: str, *, actor: str = "cli"
 ) -> WebhookView:
     """Stop accepting webhooks for the activation (requests then get 409)."""
-    with session_scope(settings.platform_database_url) as session:
+    with client_session(settings, client) as session:
         record = get_client_record(session, client)
         act = _activation(session, record, workflow)
         endpoint = _endpoint(session, act)
@@ -233,7 +234,7 @@ def _view(settings: Settings, client: str, workflow: str, e: WebhookEndpoint) ->
 
 def get_webhook(settings: Settings, client: str, workflow: str) -> WebhookView | None:
     """The webhook endpoint of the client's workflow, or ``None`` when none is enabled."""
-    with session_scope(settings.platform_database_url) as session:
+    with client_session(settings, client) as session:
         record = get_client_record(session, client)
         act = session.scalar(
             select(Activation).where(
@@ -248,7 +249,7 @@ def list_deliveries(
     settings: Settings, client: str, *, workflow: str | None = None, limit: int = 50
 ) -> list[DeliveryView]:
     """The client's most recent deliveries first."""
-    with session_scope(settings.platform_database_url) as session:
+    with client_session(settings, client) as session:
         get_client_record(session, client)
         query = select(WebhookDelivery).where(WebhookDelivery.client == client)
         if workflow is not None:

@@ -16,13 +16,14 @@ from typing import Any
 
 from sqlalchemy import select
 
-from agency.db import Activation, ActivationVersion, AuditLog, session_scope
+from agency.db import Activation, ActivationVersion, AuditLog
 from agency.errors import InputInvalid, NotFound
 from agency.services import activations as _activations
 from agency.services import credentials as _credentials
 from agency.services.auth import Principal, scope_client
 from agency.services.clients import get_client_record
 from agency.services.rollback import rollback
+from agency.services.scoping import client_session
 from agency.settings import Settings
 from blocks.kinds import CREDENTIAL_KINDS
 from deployments.schedules import next_runs
@@ -79,7 +80,7 @@ def _optional(module: str) -> ModuleType | None:
 def client_timezone(settings: Settings, principal: Principal, client: str | None = None) -> str:
     """The client's IANA time zone (the default for schedules)."""
     slug = scope_client(principal, client)
-    with session_scope(settings.platform_database_url) as session:
+    with client_session(settings, slug) as session:
         return get_client_record(session, slug).timezone
 
 
@@ -109,7 +110,7 @@ def credentials(
     """The client's stored credentials with the date each was last set."""
     slug = scope_client(principal, client)
     stored = _credentials.list_credentials(settings, slug)
-    with session_scope(settings.platform_database_url) as session:
+    with client_session(settings, slug) as session:
         record = get_client_record(session, slug)
         rows = session.execute(
             select(AuditLog.target, AuditLog.at).where(
@@ -187,7 +188,7 @@ def history(
 ) -> list[VersionEntry]:
     """The activation's versions, newest first."""
     slug = scope_client(principal, client)
-    with session_scope(settings.platform_database_url) as session:
+    with client_session(settings, slug) as session:
         record = get_client_record(session, slug)
         rows = session.scalars(
             select(ActivationVersion)

@@ -45,7 +45,7 @@ from prefect.states import Cancelling
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from agency.db import WebhookDelivery, session_scope
+from agency.db import WebhookDelivery
 
 router = APIRouter(prefix="/api/v1", tags=["client API"])
 bearer = HTTPBearer(auto_error=False, description="A client API key: `agk_…`.")
@@ -295,10 +295,12 @@ async def cancel_run(run_id: str, client: Client) -> dict[str, Any]:
 )
 async def read_delivery(delivery_id: str, request: Request, client: Client) -> dict[str, Any]:
     """Which run an accepted webhook or API event became (``flow_run_id`` once dispatched)."""
+    from agency.services.scoping import client_session_at
+
     url = request.app.state.gateway.url
 
     def load() -> dict[str, Any] | None:
-        with session_scope(url) as session:
+        with client_session_at(url, client) as session:
             d = session.scalar(
                 select(WebhookDelivery).where(
                     WebhookDelivery.id == delivery_id[:36], WebhookDelivery.client == client
