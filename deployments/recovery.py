@@ -3,8 +3,9 @@
 A worker that stays up reports its own runs Crashed when their process dies. When the whole
 machine (or container, or pod) dies, nobody does: the runs stay Running forever. Prefect's flow
 engine emits a ``prefect.flow-run.heartbeat`` event every ``PREFECT_FLOWS_HEARTBEAT_FREQUENCY``
-seconds (180 by default, 30 at least) while a run executes; :func:`ensure_crash_recovery`
-installs, on the Prefect server:
+seconds (180 by default, 30 at least) while a run executes; for a run forked by an
+``agency-prefork`` worker, the worker emits them (:mod:`deployments.prefork.heartbeat`), and its
+children die with it. :func:`ensure_crash_recovery` installs, on the Prefect server:
 
 1. **"agency: crash silent flow runs"**, a proactive trigger (Prefect's documented zombie-run
    automation): after a run's heartbeat, any event of that run (``prefect.flow-run.*``: the next

@@ -4,10 +4,11 @@ This mirrors ``python -m prefect.engine <flow-run-id>``: read the flow run, load
 the deployment (pull steps included, so the working directory and the entrypoint file are the
 deployment's), run it with ``run_flow`` under ``handle_engine_signals``. Differences, and why:
 settings are re-read when the run's environment sets a PREFECT_ variable the template's lacks;
-SIGUSR1 means "cancelled" (see ``CANCEL_SIGNAL``); flow-run heartbeats are off (a sync flow waits
-up to ~1 s for the heartbeat thread to stop, and the worker, which watches the child, reports it
-Crashed when it dies, which is what heartbeats are for); buffered logs and events are shipped
-before ``os._exit``, since no ``atexit`` hook runs in a forked child.
+SIGUSR1 means "cancelled" (see ``CANCEL_SIGNAL``); the engine's heartbeat thread is off, and
+the worker emits the run's ``prefect.flow-run.heartbeat`` events instead, at the same frequency
+(:mod:`deployments.prefork.heartbeat`; a sync flow would wait up to ~1 s for that thread to
+stop, and heartbeats from the worker stop when it dies, with its children); buffered logs and
+events are shipped before ``os._exit``, since no ``atexit`` hook runs in a forked child.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from prefect.client.schemas.objects import Flow
 from prefect.workers.base import BaseJobConfiguration, BaseVariables
 from pydantic import Field
 
@@ -17,6 +18,12 @@ class PreforkJobConfiguration(BaseJobConfiguration):
     working_dir: Path | None = Field(default=None)
     preload: list[str] = Field(default_factory=lambda: list(DEFAULT_PRELOAD))
     termination_grace_seconds: float = Field(default=10)
+
+    @property
+    def flow(self) -> Flow | None:
+        """The run's flow as read from the API by ``prepare_for_flow_run`` (None before)."""
+        flow = self._related_objects.get("flow")
+        return flow if isinstance(flow, Flow) else None
 
 
 class PreforkVariables(BaseVariables):

@@ -106,9 +106,14 @@ class Template:
         await self._proc.stdin.drain()
         return await future
 
+    def exited(self, pid: int) -> asyncio.Future[int]:
+        """Resolves with the child's exit code (minus the signal number if a signal ended it),
+        or ``TEMPLATE_LOST`` once the template has exited without saying."""
+        return self._exit_future(pid)
+
     async def wait(self, pid: int) -> int:
-        """The child's exit code (minus the signal number if a signal ended it)."""
-        return await self._exit_future(pid)
+        """The child's exit code, as :meth:`exited` (cancelling the wait leaves that intact)."""
+        return await asyncio.shield(self._exit_future(pid))
 
     def _exit_future(self, pid: int) -> asyncio.Future[int]:
         if pid not in self._exits:
@@ -118,7 +123,16 @@ class Template:
     async def _read(self) -> None:
         assert self._proc is not None and self._proc.stdout is not None
         try:
-            while line := await self._proc.stdout.readline():
+            while True:
+                try:
+                    line = await self._proc.stdout.readline()
+                except asyncio.CancelledError:
+                    # the worker is stopping: its event loop waits for this reader, which
+                    # reads on until the template exits after its children (each exit ends
+                    # that run's heartbeats); a second signal kills the worker instead
+                    continue
+                if not line:
+                    break
                 message: dict[str, Any] = json.loads(line)
                 if "seq" in message:
                     self._exit_future(message["pid"])

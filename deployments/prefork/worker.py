@@ -6,10 +6,13 @@ matching the run's ``preload`` list for a child (starting or replacing the templ
 is missing, dead, or its project source changed), records the child's pid as the run's
 infrastructure pid, and waits for the child's exit code; Prefect's ``BaseWorker`` proposes
 Crashed for a non-zero code and enforces ``--limit``. While children run, one request per second
-(``POST /flow_runs/filter``) finds those runs set to Cancelling; their child's process group gets
-SIGUSR1 (the child's engine then records Cancelled and runs ``on_cancellation`` hooks, as under
-Prefect's runner), and SIGKILL after the grace period; the worker sets Cancelled if the child
-could not.
+(``POST /flow_runs/filter``) finds those runs set to Cancelling, and those newly Running while
+heartbeats are on. A cancelled run's child gets SIGUSR1 (its engine then records Cancelled and
+runs ``on_cancellation`` hooks, as under Prefect's runner), and its process group SIGKILL after
+the grace period; the worker sets Cancelled if the child could not. A running child's run gets
+its ``prefect.flow-run.heartbeat`` events from the worker (:mod:`deployments.prefork.heartbeat`),
+so they stop when the worker dies; its templates and children then die too (see
+:mod:`deployments.prefork.template`), and :mod:`deployments.recovery` reschedules the runs.
 """
 
 from __future__ import annotations
@@ -37,10 +40,11 @@ from deployments.prefork.configuration import (
     PreforkVariables,
 )
 from deployments.prefork.forkserver import Template
+from deployments.prefork.heartbeat import Heartbeats, heartbeat_seconds
 
 __all__ = ["PreforkWorker", "PreforkWorkerResult"]
 
-CANCEL_POLL_SECONDS = 1.0
+POLL_SECONDS = 1.0
 
 
 class PreforkWorkerResult(BaseWorkerResult):
@@ -75,6 +79,7 @@ class PreforkWorker(BaseWorker[PreforkJobConfiguration, PreforkVariables, Prefor
         self._retired: list[Template] = []
         self._template_lock: asyncio.Lock | None = None
         self._children: dict[UUID, _Child] = {}
+        self._heartbeats = Heartbeats()
         self._watching = False
         self._warming: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()  # strong references until each is done
@@ -128,17 +133,23 @@ class PreforkWorker(BaseWorker[PreforkJobConfiguration, PreforkVariables, Prefor
         task_status: anyio.abc.TaskStatus[int] | None = None,
     ) -> PreforkWorkerResult:
         """Fork the run's child from a warm template and wait for it to exit."""
-        template = await self._template(tuple(configuration.preload))
         env = {k: v for k, v in configuration.env.items() if v is not None}
+        heartbeat = heartbeat_seconds(env)  # a value Prefect rejects fails the run here
+        template = await self._template(tuple(configuration.preload))
         cwd = str(configuration.working_dir) if configuration.working_dir else None
         pid = await template.fork(str(flow_run.id), env, cwd, csrf=self._server_uses_csrf())
         child = _Child(pid, template, configuration.termination_grace_seconds)
         self._children[flow_run.id] = child
+        if heartbeat is not None:
+            # until the child has exited, even past this call: a stopping worker (SIGTERM)
+            # lets its children finish, and keeps sending their heartbeats meanwhile
+            self._heartbeats.expect(flow_run.id, configuration.flow, heartbeat)
+            template.exited(pid).add_done_callback(lambda _: self._heartbeats.stop(flow_run.id))
         if task_status is not None:
             task_status.started(pid)
         if not self._watching:
             self._watching = True
-            self._background(self._watch_cancellations())
+            self._background(self._watch_runs())
         try:
             code = await template.wait(pid)
         finally:
@@ -201,28 +212,37 @@ class PreforkWorker(BaseWorker[PreforkJobConfiguration, PreforkVariables, Prefor
                 current, state_updates={"message": "Flow run cancelled; its process was killed."}
             )
 
-    async def _watch_cancellations(self) -> None:
+    async def _watch_runs(self) -> None:
         try:
             while self._children:
-                await self._cancel_requested()
-                await asyncio.sleep(CANCEL_POLL_SECONDS)
+                await self._poll_runs()
+                await asyncio.sleep(POLL_SECONDS)
         finally:
             self._watching = False
 
-    async def _cancel_requested(self) -> None:
+    async def _poll_runs(self) -> None:
+        """Terminate the children of runs set Cancelling; start the heartbeats of runs that
+        entered Running (asked for only while some run still waits for its first one)."""
+        states = [StateType.CANCELLING]
+        if self._heartbeats.waiting:
+            states.append(StateType.RUNNING)
         try:
             runs = await self.client.read_flow_runs(
                 flow_run_filter=FlowRunFilter(
                     id=FlowRunFilterId(any_=list(self._children)),
-                    state=FlowRunFilterState(type=StateTypeFilter(any_=[StateType.CANCELLING])),
+                    state=FlowRunFilterState(type=StateTypeFilter(any_=states)),
                 )
             )
         except Exception:  # a blip must not stop the watcher; the next poll retries
-            self._logger.warning("Could not poll for cancelled runs", exc_info=True)
+            self._logger.warning("Could not poll the runs of this worker", exc_info=True)
             return
         for run in runs:
             child = self._children.get(run.id)
-            if child is not None and not child.cancelled:
+            if child is None or run.state is None:
+                continue
+            if run.state.type == StateType.RUNNING:
+                self._heartbeats.start(run)
+            elif not child.cancelled:
                 child.cancelled = True
                 self._background(self._cancel(run, child))
 
@@ -242,7 +262,9 @@ class PreforkWorker(BaseWorker[PreforkJobConfiguration, PreforkVariables, Prefor
         raise InfrastructureNotFound(f"no child with pid {pid} on this worker")
 
     async def teardown(self, *exc_info: Any) -> None:
-        """Retire every template; each exits once its running children have ended."""
+        """Retire every template; each exits once its running children have ended (this
+        process waits for that, sending their heartbeats), or kills them and exits if this
+        process dies first: without it their runs get no heartbeats."""
         if self._warming is not None:
             self._warming.cancel()
         for template in [*self._templates.values(), *self._retired]:

@@ -6,6 +6,7 @@ Each test deploys a small flow from the fixture's project directory (``flow.from
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -18,26 +19,35 @@ from pathlib import Path
 import pytest
 from prefect import flow
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.deployments import run_deployment
-from prefect.states import Cancelling
+from prefect.events import Event
+from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
+from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+from prefect.states import Cancelled, Cancelling
+from pydantic import ValidationError
 
 from deployments.prefork import PreforkWorker
+from deployments.prefork.heartbeat import Heartbeats, heartbeat_seconds
+from tests.fixtures._net import stop_process
 from tests.fixtures.prefork import PreforkWorkerProcess
 
 PRELOAD = ["flows.catalog", "prefork_helper"]
 TERMINAL = {StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED}
 
 
-def _deploy(worker: PreforkWorkerProcess, function: str) -> str:
+def _deploy(
+    worker: PreforkWorkerProcess, function: str, pool: str | None = None, **job_variables: object
+) -> str:
     name = f"{function}-{uuid.uuid4().hex[:8]}"
     source = flow.from_source(source=str(worker.project), entrypoint=f"runs.py:{function}")
     source.deploy(
         name=name,
-        work_pool_name=worker.pool,
+        work_pool_name=pool or worker.pool,
         build=False,
         push=False,
-        job_variables={"preload": PRELOAD, "termination_grace_seconds": 5},
+        job_variables={"preload": PRELOAD, "termination_grace_seconds": 5, **job_variables},
         print_next_steps=False,
     )
     return f"{source.name}/{name}"
@@ -83,6 +93,38 @@ def _gone(pid: int, timeout: float = 30) -> bool:
             return True
         time.sleep(0.2)
     return False
+
+
+def _heartbeats(run_id: uuid.UUID) -> list[Event]:
+    """The ``prefect.flow-run.heartbeat`` events the server has recorded for the run."""
+    wanted = EventFilter(
+        event=EventNameFilter(name=["prefect.flow-run.heartbeat"]),
+        resource=EventResourceFilter(id=[f"prefect.flow-run.{run_id}"]),
+    )
+    with get_client(sync_client=True) as client:
+        return client.read_events(wanted, limit=50).events
+
+
+def _settled_heartbeats(run_id: uuid.UUID, at_least: int, timeout: float = 30) -> list[Event]:
+    """The run's heartbeats once at least ``at_least`` arrived and none came for 2 s more."""
+    deadline = time.monotonic() + timeout
+    while len(events := _heartbeats(run_id)) < at_least:
+        assert time.monotonic() < deadline, f"{len(events)} heartbeats of {run_id}"
+        time.sleep(0.3)
+    time.sleep(2)
+    return _heartbeats(run_id)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
 def test_worker_type_is_discoverable_with_a_base_job_template() -> None:
@@ -171,3 +213,113 @@ def test_template_refuses_to_fork_after_a_preloaded_module_started_a_thread(
     )
     assert done.returncode == 1
     assert "refusing to fork" in json.loads(done.stdout)["error"]
+
+
+def test_heartbeat_frequency_is_the_runs_setting_else_the_workers() -> None:
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: 45}):
+        assert heartbeat_seconds({}) == 45
+        assert heartbeat_seconds({"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "60"}) == 60
+        assert heartbeat_seconds({"PREFECT_RUNNER_HEARTBEAT_FREQUENCY": "90"}) == 90
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        assert heartbeat_seconds({}) is None
+    with pytest.raises(ValidationError, match="greater than or equal to 30"):
+        heartbeat_seconds({"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "5"})
+
+
+def test_heartbeats_follow_running_at_their_interval_until_stopped(prefect_server: str) -> None:
+    @flow(name="heartbeat-probe")
+    def probe() -> None:
+        """Never runs: only its flow run is needed."""
+
+    with get_client(sync_client=True) as client:
+        run = client.create_flow_run(probe, tags=["probe"])
+        api_flow = client.read_flow(run.flow_id)
+    interval = 0.3  # Prefect's setting cannot go below 30 s; the worker passes the setting
+
+    async def beat() -> float:
+        beats = Heartbeats()
+        beats.expect(run.id, api_flow, interval)
+        assert beats.waiting == [run.id]
+        beats.start(run)
+        started = time.monotonic()
+        assert beats.waiting == []
+        await asyncio.sleep(1.0)
+        beats.stop(run.id)
+        stopped = time.monotonic()
+        await asyncio.sleep(3 * interval)  # nothing more after stop
+        return stopped - started
+
+    elapsed = asyncio.run(beat())
+    events = _settled_heartbeats(run.id, at_least=3)
+    assert 3 <= len(events) <= 1 + elapsed / interval, (len(events), elapsed)
+    event = events[0]
+    assert event.resource["prefect.resource.name"] == run.name
+    related = {r.role: r for r in event.related}
+    assert related["flow"].id == f"prefect.flow.{run.flow_id}"
+    assert related["flow"]["prefect.resource.name"] == "heartbeat-probe"
+    assert related["tag"].id == "prefect.tag.probe"
+    with pytest.raises(ValueError, match="interval"):
+        Heartbeats().expect(run.id, api_flow, 0)
+
+
+def test_the_worker_sends_one_heartbeat_once_the_run_is_running(
+    prefork_worker: PreforkWorkerProcess,
+) -> None:
+    # the session worker's frequency is Prefect's default (180 s): a 4 s run gets one heartbeat
+    # (the child's engine would send another one if its own heartbeats were on)
+    deployment = _deploy(prefork_worker, "sleepy")
+    run = _start(deployment, seconds=4)
+    _running_pid(run.id)
+    [event] = _settled_heartbeats(run.id, at_least=1)
+    done = _wait(run.id, TERMINAL)
+    assert done.state is not None and done.state.type == StateType.COMPLETED
+    assert len(_heartbeats(run.id)) == 1
+    with get_client(sync_client=True) as client:
+        running = next(
+            s for s in client.read_flow_run_states(run.id) if s.type == StateType.RUNNING
+        )
+    assert event.occurred >= running.timestamp  # else Running would answer it (see heartbeat.py)
+    assert event.resource["prefect.resource.name"] == done.name
+    related = {r.role: r.id for r in event.related}
+    assert related["flow"] == f"prefect.flow.{done.flow_id}"
+    assert related["deployment"] == f"prefect.deployment.{done.deployment_id}"
+
+
+def test_a_stopped_worker_lets_its_children_finish_a_killed_one_takes_them_along(
+    prefork_worker: PreforkWorkerProcess, tmp_path: Path
+) -> None:
+    pool = "agency-prefork-orphans"
+    template = PreforkWorker.get_default_base_job_template()
+    template["variables"]["properties"]["preload"]["default"] = []  # one light template
+    with get_client(sync_client=True) as client:
+        client.create_work_pool(
+            WorkPoolCreate(name=pool, type=PreforkWorker.type, base_job_template=template),
+            overwrite=True,
+        )
+    deployment = _deploy(prefork_worker, "sleepy", pool=pool, preload=[])
+    with open(tmp_path / "worker.log", "wb") as log:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool]
+            + ["--type", PreforkWorker.type, "--limit", "2"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    long, short = _start(deployment, seconds=120), _start(deployment, seconds=5)
+    try:
+        child, _ = _running_pid(long.id), _running_pid(short.id)
+        forkserver = _parent(child)
+        assert _parent(forkserver) == worker.pid
+
+        worker.terminate()  # a graceful stop: no new runs, running ones finish
+        finished = _wait(short.id, TERMINAL, timeout=30)
+        assert finished.state is not None and finished.state.type == StateType.COMPLETED
+        assert worker.poll() is None and _alive(child) and _alive(forkserver)
+
+        worker.kill()
+        worker.wait()
+        assert _gone(child, timeout=5), f"child {child} outlived its worker"
+        assert _gone(forkserver, timeout=5), f"template {forkserver} outlived its worker"
+    finally:
+        stop_process(worker)
+        with get_client(sync_client=True) as client:  # the run stays Running: nobody is left
+            client.set_flow_run_state(long.id, Cancelled(), force=True)

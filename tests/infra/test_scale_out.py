@@ -13,10 +13,13 @@ database, so executions are counted outside Prefect.
   SQLite, 2 x 10 concurrent runs made the server answer 503 (``database is locked``) and the
   workers then crashed runs at submission. Run logs stay in the worker log files (not shipped
   to the API: ~0.1 server CPU-s per run that the burst does not need to measure).
-- The machine death uses two ``process`` workers: their runs emit flow-run heartbeats (the
-  prefork child turns them off), which :mod:`deployments.recovery` needs. Each run's process is
-  in its own session, so SIGKILL to the worker's process group leaves the runs going (checked
-  here); a dead machine is the worker's group and every descendant, killed with SIGKILL.
+- The machine death kills two machines at once, each with a survivor on its pool: a
+  ``process`` worker's and an ``agency-prefork`` worker's. Both kinds of runs send the flow-run
+  heartbeats :mod:`deployments.recovery` needs: a process run through Prefect's engine, a prefork
+  run through its worker. A process run is in its own session, so SIGKILL to its worker's process
+  group leaves it going (checked here), and the machine is that group and every descendant,
+  killed with SIGKILL. A prefork worker's template and children die with the worker process
+  (checked here), so SIGKILL to the worker alone is a dead prefork machine.
 
 Real parts: Prefect servers (the session's on SQLite, the burst's on PostgreSQL), PostgreSQL at
 127.0.0.1:5432, worker processes.
@@ -66,7 +69,7 @@ BURST = 200
 LIMIT = 6  # concurrent runs per prefork worker
 HEARTBEAT = 30  # Prefect's minimum PREFECT_FLOWS_HEARTBEAT_FREQUENCY
 SILENCE = timedelta(seconds=40)  # > HEARTBEAT; every run here ends before its second heartbeat
-SLEEP = 15.0  # seconds each run of the machine-death test sleeps: all four overlap
+SLEEP = 15.0  # seconds each run of the machine-death test sleeps: all six overlap
 FINAL = {StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED}
 
 
@@ -311,6 +314,46 @@ def test_burst_of_200_runs_on_two_workers_executes_each_run_exactly_once(
     )
 
 
+def _prefork_pool(name: str, preload: list[str]) -> None:
+    """An ``agency-prefork`` pool whose template preloads just ``preload``."""
+    template = PreforkWorker.get_default_base_job_template()
+    template["variables"]["properties"]["preload"]["default"] = preload
+    with get_client(sync_client=True) as client:
+        client.create_work_pool(
+            WorkPoolCreate(name=name, type=PreforkWorker.type, base_job_template=template),
+            overwrite=True,
+        )
+
+
+def _wait_started(url: str, ids: list[UUID], timeout: float, logs: Path) -> None:
+    """Until each run wrote its start row and the server has seen its first heartbeat (a run
+    that dies before that stays Running)."""
+    deadline = time.monotonic() + timeout
+    while not set(ids) <= {r[0] for r in _rows(url) if r[1] == "start"} or len(
+        _heartbeats_seen(ids)
+    ) < len(ids):
+        assert time.monotonic() < deadline, _logs(logs)
+        time.sleep(0.3)
+
+
+def _executing(url: str, ids: list[UUID], worker: str, n: int) -> dict[UUID, int]:
+    """The ``n`` runs among ``ids`` that ``worker`` started and has not ended, with their pids."""
+    rows = [r for r in _rows(url) if r[0] in ids]
+    ended = {run_id for run_id, phase, _, _ in rows if phase == "end"}
+    mine = {run_id: pid for run_id, phase, name, pid in rows if phase == "start" and name == worker}
+    assert len(mine) == n, rows
+    assert not ended & set(mine), "the doomed runs ended before the kill"
+    return mine
+
+
+def _gone_within(pids: set[int], timeout: float) -> set[int]:
+    """The processes among ``pids`` still alive after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while (alive := {pid for pid in pids if _alive(pid)}) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return alive
+
+
 @pytest.mark.timeout(360)
 def test_runs_of_a_dead_worker_machine_are_crashed_and_rescheduled(
     prefect_server: str,
@@ -318,36 +361,31 @@ def test_runs_of_a_dead_worker_machine_are_crashed_and_rescheduled(
     workers: list[subprocess.Popen[bytes]],
     tmp_path: Path,
 ) -> None:
-    pool = "agency-scale-crash"
+    pool, prefork_pool = "agency-scale-crash", "agency-scale-crash-prefork"
     records = _records_table(postgresql_database_url)
     ensure_work_pool(pool)
+    _prefork_pool(prefork_pool, ["psycopg"])
     deployment_id = _deploy(pool, "crash")
+    prefork_deployment_id = _deploy(prefork_pool, "crash-prefork")
     automations = ensure_crash_recovery(silence=SILENCE, reschedules=1)
     assert ensure_crash_recovery(silence=SILENCE, reschedules=1) == automations  # updated
     try:
         heartbeat = {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT)}
-        doomed, survivor = (
-            _start_worker(pool, "process", name, 2, tmp_path, heartbeat) for name in ("A", "B")
-        )
-        workers += [doomed, survivor]
+        for name in ("A", "B"):  # --limit 2: each runs two of the process pool's four runs
+            workers.append(_start_worker(pool, "process", name, 2, tmp_path, heartbeat))
+        for name in ("C", "D"):  # --limit 1: each runs one of the prefork pool's two runs
+            workers.append(
+                _start_worker(prefork_pool, PreforkWorker.type, name, 1, tmp_path, heartbeat)
+            )
+        doomed, _, doomed_prefork, _ = workers
         _wait_online(pool, ["A", "B"])
+        _wait_online(prefork_pool, ["C", "D"])
         parameters = {"database_url": records, "seconds": SLEEP}
         ids = asyncio.run(_create_runs(deployment_id, parameters, 4))
+        _wait_started(records, ids, 90, tmp_path)
+        doomed_runs = _executing(records, ids, "A", 2)
 
-        # each worker runs two (--limit 2): wait until all four are executing and the server
-        # has seen each one's first heartbeat (a run that dies before that stays Running)
-        deadline = time.monotonic() + 90
-        while len(starts := [r for r in _rows(records) if r[1] == "start"]) < 4 or len(
-            _heartbeats_seen(ids)
-        ) < len(ids):
-            assert time.monotonic() < deadline, _logs(tmp_path)
-            time.sleep(0.3)
-        doomed_runs = {run_id: pid for run_id, _, worker, pid in starts if worker == "A"}
-        assert len(doomed_runs) == 2, starts
-        ended = {run_id for run_id, phase, _, _ in _rows(records) if phase == "end"}
-        assert not ended & set(doomed_runs), "the doomed runs ended before the kill"
-
-        # SIGKILL to the worker's process group alone leaves its runs executing
+        # process worker: SIGKILL to its process group alone leaves its runs executing
         machine = _descendants(doomed.pid)
         assert set(doomed_runs.values()) <= machine
         os.killpg(doomed.pid, signal.SIGKILL)
@@ -356,6 +394,19 @@ def test_runs_of_a_dead_worker_machine_are_crashed_and_rescheduled(
         for pid in machine:  # the rest of the machine goes too
             _kill(pid)
         killed = time.monotonic()
+
+        # prefork worker, a few seconds later (its runs start in milliseconds, the process
+        # runs' within ~10 s of each other): its template and child die with it
+        prefork_ids = asyncio.run(_create_runs(prefork_deployment_id, parameters, 2))
+        _wait_started(records, prefork_ids, 30, tmp_path)
+        doomed_prefork_runs = _executing(records, prefork_ids, "C", 1)
+        prefork_machine = _descendants(doomed_prefork.pid)
+        assert set(doomed_prefork_runs.values()) < prefork_machine  # the template is there too
+        doomed_prefork.kill()
+        doomed_prefork.wait()
+        assert not _gone_within(prefork_machine, timeout=5), "the prefork worker's children live"
+        ids += prefork_ids
+        doomed_runs |= doomed_prefork_runs
 
         runs = {r.id: r for r in _wait_final(ids, timeout=SILENCE.total_seconds() + 90)}
         recovered = time.monotonic() - killed
@@ -371,17 +422,20 @@ def test_runs_of_a_dead_worker_machine_are_crashed_and_rescheduled(
         for run_id in ids:
             run_rows = [(phase, worker) for rid, phase, worker, _ in rows if rid == run_id]
             history = [(s.type, s.name, s.message) for s in client.read_flow_run_states(run_id)]
+            dead, survivor = ("C", "D") if run_id in prefork_ids else ("A", "B")
             if run_id in doomed_runs:
-                assert run_rows == [("start", "A"), ("start", "B"), ("end", "B")], run_rows
+                assert run_rows == [("start", dead), ("start", survivor), ("end", survivor)], (
+                    run_rows
+                )
                 assert runs[run_id].run_count == 2
                 assert (StateType.CRASHED, "Crashed", SILENT_CRASH_MESSAGE) in history, history
                 names = [name for _, name, _ in history]
                 assert names.index("Crashed") < names.index("AwaitingRetry") < len(names) - 1
             else:
-                assert run_rows == [("start", "B"), ("end", "B")], run_rows
+                assert run_rows == [("start", survivor), ("end", survivor)], run_rows
                 assert runs[run_id].run_count == 1
                 assert StateType.CRASHED not in [t for t, _, _ in history]
-    print(f"\nrecovered {len(doomed_runs)} runs {recovered:.1f}s after the machine died")
+    print(f"\nrecovered {len(doomed_runs)} runs {recovered:.1f}s after the first machine died")
 
 
 def test_crash_recovery_automations_are_replaced_by_name_and_removable(prefect_server: str) -> None:
