@@ -44,6 +44,7 @@ CANCEL_SIGNAL = signal.SIGUSR1
 
 
 _create_default_context = ssl.create_default_context
+_RENDERED: dict[str, str] = {}  # the template's settings as environment variables
 _loaded_contexts: dict[str, ssl.SSLContext] = {}
 
 
@@ -65,11 +66,13 @@ def _shared_default_context(
 
 def prepare_template() -> None:
     """Work every child would repeat, done once in the template before it forks: the CA
-    bundle's TLS context, and the startup objects moved out of the cyclic garbage collector
-    (a collection in a child would otherwise touch, and so copy, the template's whole heap)."""
+    bundle's TLS context, the settings rendered as environment variables (to tell a run's
+    environment from the template's), and the startup objects moved out of the cyclic garbage
+    collector (a collection in a child would otherwise touch, and so copy, the whole heap)."""
     for cafile in {certifi.where(), os.environ.get("PREFECT_API_SSL_CERT_FILE") or ""} - {""}:
         _loaded_contexts[cafile] = _create_default_context(cafile=cafile)
     ssl.create_default_context = _shared_default_context  # type: ignore[assignment]
+    _RENDERED.update(SettingsContext.get().settings.to_environment_variables(exclude_unset=True))
     gc.collect()
     gc.freeze()
 
@@ -93,10 +96,16 @@ def child_settings(reread: bool = True, *, csrf: bool = True) -> Settings:
 
 
 def _changes_settings(env: dict[str, str]) -> bool:
-    # PREFECT__* variables (double underscore) carry run identity, not settings
+    """Whether ``env`` sets a Prefect setting to a value the template's settings do not have.
+
+    The worker renders its own settings into every run's environment (``1`` becomes ``1.0``,
+    ``false`` becomes ``False``), so a value equal to the template's rendered one is no change.
+    ``PREFECT__*`` variables (double underscore) carry run identity, not settings."""
     return any(
-        key.startswith("PREFECT_") and not key.startswith("PREFECT__") and os.environ.get(key) != v
-        for key, v in env.items()
+        key.startswith("PREFECT_")
+        and not key.startswith("PREFECT__")
+        and value not in (os.environ.get(key), _RENDERED.get(key))
+        for key, value in env.items()
     )
 
 
