@@ -126,6 +126,12 @@ def main() -> None:
     parser.add_argument(
         "--webhooks", type=int, default=None, help="webhooks per mode (default 2000; quick 100)"
     )
+    parser.add_argument(
+        "--per-event-webhooks",
+        type=int,
+        default=None,
+        help="webhooks of the one-run-per-event mode (default: --webhooks)",
+    )
     args = parser.parse_args()
     webhooks = args.webhooks or (100 if args.quick else 2000)
     runs, rounds = (8, 2) if args.quick else (args.runs, 4)
@@ -201,21 +207,21 @@ def main() -> None:
                     print(f"# round {r} {mode.name}: {len(latencies)} runs in {wall:.1f}s {phases}")
         finally:
             stop_workers(workers.values())
+        # another session editing the project's source makes the worker replace its template
+        log = logs["bench-prefork"].read_text(errors="replace")
+        print(f"prefork_template_replacements={log.count('Replacing prefork template')}")
+        print(f"# logs {project}")
+        rate = {}
+        for mode in modes:
+            rate[mode.name] = mode.runs / mode.wall if mode.wall else 0.0
+            print(f"{mode.name}_runs_per_s={rate[mode.name]:.2f}")
+            print(f"{mode.name}_p50_s={percentile(mode.latencies, 0.5):.3f}")
+            print(f"{mode.name}_p95_s={percentile(mode.latencies, 0.95):.3f}")
+            print(f"{mode.name}_cpu_s_per_run={mode.cpu / max(mode.runs, 1):.3f}", flush=True)
         from benchmarks.webhook_execution import webhook_modes
 
-        hooks = webhook_modes(project, webhooks)
+        hooks = webhook_modes(project, webhooks, per_event=args.per_event_webhooks)
 
-    # another session editing the project's source makes the worker replace its template
-    replaced = logs["bench-prefork"].read_text(errors="replace").count("Replacing prefork template")
-    print(f"prefork_template_replacements={replaced}")
-    print(f"# logs {project}")
-    rate = {}
-    for mode in modes:
-        rate[mode.name] = mode.runs / mode.wall if mode.wall else 0.0
-        print(f"{mode.name}_runs_per_s={rate[mode.name]:.2f}")
-        print(f"{mode.name}_p50_s={percentile(mode.latencies, 0.5):.3f}")
-        print(f"{mode.name}_p95_s={percentile(mode.latencies, 0.95):.3f}")
-        print(f"{mode.name}_cpu_s_per_run={mode.cpu / max(mode.runs, 1):.3f}")
     for mode, figures in hooks.items():
         for name, value in figures.items():
             print(f"webhook_{mode}_{name}={value:.2f}")
