@@ -30,7 +30,7 @@ from pydantic import ValidationError
 
 from deployments.prefork import PreforkWorker
 from deployments.prefork.heartbeat import Heartbeats, heartbeat_seconds
-from tests.fixtures._net import stop_process
+from tests.fixtures._net import alive, stop_process
 from tests.fixtures.prefork import PreforkWorkerProcess
 
 PRELOAD = ["flows.catalog", "prefork_helper"]
@@ -113,14 +113,6 @@ def _settled_heartbeats(run_id: uuid.UUID, at_least: int, timeout: float = 30) -
         time.sleep(0.3)
     time.sleep(2)
     return _heartbeats(run_id)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def _parent(pid: int) -> int:
@@ -313,7 +305,7 @@ def test_a_stopped_worker_lets_its_children_finish_a_killed_one_takes_them_along
         worker.terminate()  # a graceful stop: no new runs, running ones finish
         finished = _wait(short.id, TERMINAL, timeout=30)
         assert finished.state is not None and finished.state.type == StateType.COMPLETED
-        assert worker.poll() is None and _alive(child) and _alive(forkserver)
+        assert worker.poll() is None and alive(child) and alive(forkserver)
 
         worker.kill()
         worker.wait()

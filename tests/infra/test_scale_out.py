@@ -61,7 +61,7 @@ from deployments.recovery import (
     ensure_crash_recovery,
     remove_crash_recovery,
 )
-from tests.fixtures._net import free_port, stop_process, wait_http
+from tests.fixtures._net import alive, free_port, stop_process, wait_http
 from tests.infra import scale_flows
 
 HERE = Path(__file__).parent
@@ -200,14 +200,6 @@ def _heartbeats_seen(ids: list[UUID]) -> set[str]:
     )
     with get_client(sync_client=True) as client:
         return {event.resource.id for event in client.read_events(wanted, limit=50).events}
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def _kill(pid: int) -> None:
@@ -349,9 +341,9 @@ def _executing(url: str, ids: list[UUID], worker: str, n: int) -> dict[UUID, int
 def _gone_within(pids: set[int], timeout: float) -> set[int]:
     """The processes among ``pids`` still alive after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
-    while (alive := {pid for pid in pids if _alive(pid)}) and time.monotonic() < deadline:
+    while (left := {pid for pid in pids if alive(pid)}) and time.monotonic() < deadline:
         time.sleep(0.1)
-    return alive
+    return left
 
 
 @pytest.mark.timeout(360)
@@ -390,7 +382,7 @@ def test_runs_of_a_dead_worker_machine_are_crashed_and_rescheduled(
         assert set(doomed_runs.values()) <= machine
         os.killpg(doomed.pid, signal.SIGKILL)
         doomed.wait()
-        assert all(_alive(pid) for pid in doomed_runs.values())
+        assert all(alive(pid) for pid in doomed_runs.values())
         for pid in machine:  # the rest of the machine goes too
             _kill(pid)
         killed = time.monotonic()
