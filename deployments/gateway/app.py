@@ -95,6 +95,7 @@ class Gateway:
         self._targets: dict[tuple[str, str], _Cached] = {}
         self._loading: dict[tuple[str, str], asyncio.Future[Target | None]] = {}
         self._secrets: dict[tuple[str, str], _Cached] = {}
+        self._refreshed: dict[tuple[str, str], float] = {}  # last re-read after a failure
 
     def notify(self) -> None:
         """Wake the in-process dispatcher (callable from worker threads)."""
@@ -140,9 +141,15 @@ class Gateway:
         """Secrets from the store, cached so a store or Prefect outage does not stop intake."""
         key = (client, workflow)
         cached = self._secrets.get(key)
-        age = None if cached is None else time.monotonic() - cached.at
-        if age is not None and not (age > SECRET_TTL or (refresh and age > SECRET_REFRESH_MIN)):
+        now = time.monotonic()
+        age = None if cached is None else now - cached.at
+        # a failed signature may mean a rotation: re-read at once, but at most every
+        # SECRET_REFRESH_MIN per URL, so a flood of bad signatures cannot hammer the store
+        retry = refresh and now - self._refreshed.get(key, -SECRET_TTL) > SECRET_REFRESH_MIN
+        if age is not None and not (age > SECRET_TTL or retry):
             return cached.value  # type: ignore[union-attr, no-any-return]
+        if refresh:
+            self._refreshed[key] = now
         try:
             value = valid_secrets(self.settings, client, workflow)
         except Exception:

@@ -256,3 +256,35 @@ def test_health_ready_and_metrics(
     assert "agency_webhook_deliveries_pending 0.0" in text
     assert "agency_webhook_flow_runs_created_total 1.0" in text
     assert "agency_webhook_dispatch_latency_seconds_count 1.0" in text
+
+
+def test_secret_rereads_after_bad_signatures_are_throttled(
+    gateway: RunningGateway,
+    gateway_settings: Settings,
+    client_slug: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first failed signature re-reads the secret store at once (a rotation must take effect
+    immediately); a flood of them re-reads it at most every SECRET_REFRESH_MIN. The real store
+    is read; the wrapper only counts the reads."""
+    from deployments.gateway import app as gateway_app
+    from deployments.gateway.metrics import Metrics
+
+    make_hook(gateway_settings, client_slug)
+    reads: list[str] = []
+    real = gateway_app.valid_secrets
+
+    def counted(settings: Settings, client: str, workflow: str) -> list[str]:
+        reads.append(client)
+        return real(settings, client, workflow)
+
+    monkeypatch.setattr(gateway_app, "valid_secrets", counted)
+    state = gateway_app.Gateway(gateway_settings, Metrics())
+    first = state.secrets(client_slug, "echo")
+    assert state.secrets(client_slug, "echo", refresh=True) == first
+    for _ in range(5):
+        state.secrets(client_slug, "echo", refresh=True)
+    assert len(reads) == 2
+    time.sleep(gateway_app.SECRET_REFRESH_MIN + 0.05)
+    state.secrets(client_slug, "echo", refresh=True)
+    assert len(reads) == 3
