@@ -69,7 +69,8 @@ BURST = 200
 LIMIT = 6  # concurrent runs per prefork worker
 HEARTBEAT = 30  # Prefect's minimum PREFECT_FLOWS_HEARTBEAT_FREQUENCY
 SILENCE = timedelta(seconds=40)  # > HEARTBEAT; every run here ends before its second heartbeat
-SLEEP = 15.0  # seconds each run of the machine-death test sleeps: all six overlap
+SLEEP = 25.0  # seconds each run of the machine-death test sleeps: all six overlap, even on a
+# loaded CI machine where the last start and first heartbeat come ~15 s after the first start
 FINAL = {StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED}
 
 
