@@ -18,6 +18,7 @@ import os
 import random
 import signal
 import ssl
+import sys
 from typing import Any
 from uuid import UUID
 
@@ -37,6 +38,8 @@ from prefect.flow_engine import flow_run_logger, load_flow, load_flow_run, run_f
 from prefect.logging.handlers import APILogWorker
 from prefect.settings import Settings
 
+from deployments.prefork.reads import Snapshot, answer_from
+
 __all__ = ["CANCEL_SIGNAL", "child_settings", "prepare_template", "run_child"]
 
 #: Sent by the worker to a child whose run was cancelled in Prefect.
@@ -46,6 +49,7 @@ CANCEL_SIGNAL = signal.SIGUSR1
 _create_default_context = ssl.create_default_context
 _RENDERED: dict[str, str] = {}  # the template's settings as environment variables
 _loaded_contexts: dict[str, ssl.SSLContext] = {}
+_PREFECT_CLIENT = "prefect.client.orchestration"  # the module whose clients share a context
 
 
 def _shared_default_context(
@@ -55,24 +59,38 @@ def _shared_default_context(
     capath: str | None = None,
     cadata: Any = None,
 ) -> ssl.SSLContext:
-    # Every Prefect client builds ``ssl.create_default_context(cafile=<CA bundle>)``: ~30 ms
-    # of CPU parsing certifi's bundle, twice per run. The template parses it once; children
-    # (each with its own copy of memory) reuse it. Other calls are passed through.
-    shared = _loaded_contexts.get(cafile or "")
-    if shared is not None and purpose is ssl.Purpose.SERVER_AUTH and not capath and not cadata:
-        return shared
-    return _create_default_context(purpose, cafile=cafile, capath=capath, cadata=cadata)
+    # Every Prefect client builds ``ssl.create_default_context(cafile=<CA bundle>)``: 10-30 ms
+    # of CPU parsing the bundle (the system's is larger than certifi's), and a run makes about
+    # four clients. The template parses the bundles Prefect would use once; children (each
+    # with its own copy of memory) reuse them, and remember any other bundle after its first
+    # use. Only Prefect's client gets a shared context (it never changes one); every other
+    # caller, which might load a client certificate into its context or relax its checks, gets
+    # a new one as usual.
+    if (
+        purpose is not ssl.Purpose.SERVER_AUTH
+        or not cafile
+        or capath
+        or cadata
+        or sys._getframe(1).f_globals.get("__name__") != _PREFECT_CLIENT
+    ):
+        return _create_default_context(purpose, cafile=cafile, capath=capath, cadata=cadata)
+    shared = _loaded_contexts.get(cafile)
+    if shared is None:
+        shared = _loaded_contexts[cafile] = _create_default_context(cafile=cafile)
+    return shared
 
 
 def prepare_template() -> None:
-    """Work every child would repeat, done once in the template before it forks: the CA
-    bundle's TLS context, the settings rendered as environment variables (to tell a run's
-    environment from the template's), and the startup objects moved out of the cyclic garbage
-    collector (a collection in a child would otherwise touch, and so copy, the whole heap)."""
-    for cafile in {certifi.where(), os.environ.get("PREFECT_API_SSL_CERT_FILE") or ""} - {""}:
+    """Work every child would repeat, done once in the template before it forks: the TLS
+    contexts of the CA bundles Prefect's clients use, the settings rendered as environment
+    variables (to tell a run's environment from the template's), and the startup objects moved
+    out of the cyclic garbage collector (a collection in a child would otherwise touch, and so
+    copy, the whole heap)."""
+    settings = SettingsContext.get().settings
+    for cafile in {certifi.where(), settings.api.ssl_cert_file or ""} - {""}:
         _loaded_contexts[cafile] = _create_default_context(cafile=cafile)
     ssl.create_default_context = _shared_default_context  # type: ignore[assignment]
-    _RENDERED.update(SettingsContext.get().settings.to_environment_variables(exclude_unset=True))
+    _RENDERED.update(settings.to_environment_variables(exclude_unset=True))
     gc.collect()
     gc.freeze()
 
@@ -134,11 +152,21 @@ def _execute(flow_run_id: UUID) -> None:
             _drive_run_flow_result(flow, result)
 
 
-def run_child(flow_run_id: str, env: dict[str, str], cwd: str | None, *, csrf: bool = True) -> int:
+def run_child(
+    flow_run_id: str,
+    env: dict[str, str],
+    cwd: str | None,
+    *,
+    csrf: bool = True,
+    reads: Snapshot | None = None,
+) -> int:
     """Run the flow run in this (forked) process; return the process exit code.
 
-    ``csrf`` False: the server does not use CSRF tokens, so the clients need not fetch one."""
+    ``csrf`` False: the server does not use CSRF tokens, so the clients need not fetch one.
+    ``reads``: the worker's snapshot of records the engine reads (see ``answer_from``)."""
     random.seed()  # a fork copies the template's generator state into every child
+    if reads:
+        answer_from(reads)
     signal.signal(CANCEL_SIGNAL, _cancel_requested)
     reread = _changes_settings(env)
     os.environ.update(env)

@@ -87,9 +87,16 @@ class Template:
         return _stamp(self.files) != self._stamps
 
     async def fork(
-        self, flow_run_id: str, env: dict[str, str], cwd: str | None, *, csrf: bool = True
+        self,
+        flow_run_id: str,
+        env: dict[str, str],
+        cwd: str | None,
+        *,
+        csrf: bool = True,
+        reads: dict[str, Any] | None = None,
     ) -> int:
-        """Fork a child that runs the flow run; return its pid (``csrf``: see ``run_child``)."""
+        """Fork a child that runs the flow run; return its pid (``csrf``, ``reads``: see
+        ``run_child``)."""
         if not self.alive or self._proc is None or self._proc.stdin is None:
             raise TemplateError("template is not running")
         self._seq += 1
@@ -101,6 +108,7 @@ class Template:
             "env": env,
             "cwd": cwd,
             "csrf": csrf,
+            "reads": reads or {},
         }
         self._proc.stdin.write((json.dumps(request) + "\n").encode())
         await self._proc.stdin.drain()

@@ -3,8 +3,8 @@
 Run by the worker as ``python -m deployments.prefork.template MODULE...``. Protocol, one JSON
 object per line: the template writes ``{"ready": true, "pid", "files"}`` once its modules are
 imported (``files``: the project source it loaded, so the worker can tell when it is stale), or
-``{"error": ...}`` and exits. Then it reads ``{"seq", "flow_run_id", "env", "cwd", "csrf"}``
-requests on stdin and answers ``{"seq", "pid"}`` after each fork, and ``{"exited": pid,
+``{"error": ...}`` and exits. Then it reads ``{"seq", "flow_run_id", "env", "cwd", "csrf",
+"reads"}`` requests on stdin and answers ``{"seq", "pid"}`` after each fork, and ``{"exited": pid,
 "code": n}`` when a child ends (``code`` is the exit status, or minus the signal number). When
 stdin closes it stops forking, reports its remaining children as they end, then exits.
 
@@ -97,6 +97,7 @@ def _child(request: dict[str, Any], template_pid: int) -> int:
         request.get("env") or {},
         request.get("cwd"),
         csrf=request.get("csrf", True),
+        reads=request.get("reads"),
     )
 
 

@@ -27,6 +27,7 @@ from uuid import UUID
 
 import anyio
 import anyio.abc
+import httpx
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterState
 from prefect.client.schemas.filters import FlowRunFilterStateType as StateTypeFilter
 from prefect.client.schemas.objects import FlowRun, StateType
@@ -41,6 +42,7 @@ from deployments.prefork.configuration import (
 )
 from deployments.prefork.forkserver import Template
 from deployments.prefork.heartbeat import Heartbeats, heartbeat_seconds
+from deployments.prefork.reads import ReadCache, Snapshot
 
 __all__ = ["PreforkWorker", "PreforkWorkerResult"]
 
@@ -85,11 +87,15 @@ class PreforkWorker(BaseWorker[PreforkJobConfiguration, PreforkVariables, Prefor
         self._tasks: set[asyncio.Task[None]] = set()  # strong references until each is done
         self._refill: asyncio.Task[None] | None = None
         self._refill_wanted = False
+        self._reads = ReadCache()
 
     async def setup(self) -> None:
         """Set up Prefect's worker, then start the pool's default template in the background, so
         the first run does not wait for Prefect and the project to be imported."""
         await super().setup()
+        http = getattr(self._client, "_client", None)
+        if isinstance(http, httpx.AsyncClient):
+            self._reads.install(http)
         self._warming = self._background(self._warm())
 
     def _background(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
@@ -137,7 +143,10 @@ class PreforkWorker(BaseWorker[PreforkJobConfiguration, PreforkVariables, Prefor
         heartbeat = heartbeat_seconds(env)  # a value Prefect rejects fails the run here
         template = await self._template(tuple(configuration.preload))
         cwd = str(configuration.working_dir) if configuration.working_dir else None
-        pid = await template.fork(str(flow_run.id), env, cwd, csrf=self._server_uses_csrf())
+        reads = await self._shared_reads(flow_run)
+        pid = await template.fork(
+            str(flow_run.id), env, cwd, csrf=self._server_uses_csrf(), reads=reads
+        )
         child = _Child(pid, template, configuration.termination_grace_seconds)
         self._children[flow_run.id] = child
         if heartbeat is not None:
@@ -157,6 +166,31 @@ class PreforkWorker(BaseWorker[PreforkJobConfiguration, PreforkVariables, Prefor
             self._children.pop(flow_run.id, None)
         # a child we terminated for a cancellation is not a crash
         return PreforkWorkerResult(status_code=0 if child.cancelled else code, identifier=str(pid))
+
+    async def _shared_reads(self, flow_run: FlowRun) -> Snapshot:
+        """The records the run's engine will read, for its child to answer itself: the
+        deployment and flow (just read by this worker), the work pool and queue, the server's
+        default result storage (each read at most every ``READ_SECONDS`` here), and the flow run
+        as this worker got it (answered to the engine's first read only)."""
+        client = self.client
+        reads: dict[str, Coroutine[Any, Any, object]] = {
+            f"/flows/{flow_run.flow_id}": client.read_flow(flow_run.flow_id),
+            "/admin/storage": client.read_server_default_result_storage(),
+        }
+        if flow_run.deployment_id:
+            path = f"/deployments/{flow_run.deployment_id}"
+            reads[path] = client.read_deployment(flow_run.deployment_id)
+        if flow_run.work_queue_id:
+            reads[f"/work_queues/{flow_run.work_queue_id}"] = client.read_work_queue(
+                flow_run.work_queue_id
+            )
+        # a scheduled run as the worker gets it does not name its pool: it is this worker's
+        pool = flow_run.work_pool_name or self._work_pool_name
+        reads[str(httpx.URL(f"/work_pools/{pool}"))] = client.read_work_pool(pool)
+        # a read that fails is left to the child, which makes it itself
+        await asyncio.gather(*reads.values(), return_exceptions=True)
+        once = {f"/flow_runs/{flow_run.id}": flow_run.model_dump_json()}
+        return self._reads.snapshot(list(reads), once)
 
     def _release_limit_slot(self, flow_run_id: UUID) -> None:
         """Free the slot, then look for the next scheduled run at once instead of at the next

@@ -136,6 +136,22 @@ def test_run_completes_in_its_own_child_in_the_deployment_directory(
     assert Path(seen["cwd"]).resolve() == prefork_worker.project.resolve()
 
 
+def test_the_engine_reads_what_the_worker_already_had_from_the_workers_snapshot(
+    prefork_worker: PreforkWorkerProcess, tmp_path: Path
+) -> None:
+    """The child answers the engine's first read of the flow run (whose parameters reach the
+    flow), the deployment and the server's result storage setting from the records the worker
+    handed it, instead of asking the server again (the flow, work pool and queue are read
+    later, for the first event a task emits)."""
+    deployment = _deploy(prefork_worker, "report_reads")
+    out = tmp_path / "answered.json"
+    run = _wait(_start(deployment, out=str(out)).id, TERMINAL)
+    assert run.state is not None and run.state.type == StateType.COMPLETED, prefork_worker.log()
+    answered = json.loads(out.read_text())
+    assert answered.count(f"/flow_runs/{run.id}") == 1
+    assert {f"/deployments/{run.deployment_id}", "/admin/storage"} <= set(answered)
+
+
 def test_module_state_of_one_run_is_not_seen_by_the_next(
     prefork_worker: PreforkWorkerProcess, tmp_path: Path
 ) -> None:
