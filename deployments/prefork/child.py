@@ -4,7 +4,10 @@ This mirrors ``python -m prefect.engine <flow-run-id>``: read the flow run, load
 the deployment (pull steps included, so the working directory and the entrypoint file are the
 deployment's), run it with ``run_flow`` under ``handle_engine_signals``. Differences, and why:
 settings are re-read when the run's environment sets a PREFECT_ variable the template's lacks;
-SIGUSR1 means "cancelled" (see ``CANCEL_SIGNAL``); the engine's heartbeat thread is off, and
+SIGUSR1 means "cancelled" (see ``CANCEL_SIGNAL``); the worker, not a watcher thread per run,
+notices an outside suspension and says so with SIGUSR2 (:mod:`deployments.prefork.suspension`);
+reads of records the worker already had are answered from its snapshot
+(:mod:`deployments.prefork.reads`); the engine's heartbeat thread is off, and
 the worker emits the run's ``prefect.flow-run.heartbeat`` events instead, at the same frequency
 (:mod:`deployments.prefork.heartbeat`; a sync flow would wait up to ~1 s for that thread to
 stop, and heartbeats from the worker stop when it dies, with its children); buffered logs and
@@ -39,6 +42,7 @@ from prefect.logging.handlers import APILogWorker
 from prefect.settings import Settings
 
 from deployments.prefork.reads import Snapshot, answer_from
+from deployments.prefork.suspension import watch_from_worker
 
 __all__ = ["CANCEL_SIGNAL", "child_settings", "prepare_template", "run_child"]
 
@@ -168,6 +172,7 @@ def run_child(
     if reads:
         answer_from(reads)
     signal.signal(CANCEL_SIGNAL, _cancel_requested)
+    watch_from_worker()
     reread = _changes_settings(env)
     os.environ.update(env)
     if cwd:

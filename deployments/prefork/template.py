@@ -83,7 +83,7 @@ def _child(request: dict[str, Any], template_pid: int) -> int:
     # the child must not share the template's protocol pipes, wake-up fd or signal handlers
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    signal.signal(PARENT_DIED, signal.SIG_DFL)
+    signal.signal(PARENT_DIED, signal.SIG_IGN)  # the same signal tells a child of a suspension
     signal.signal(signal.SIGINT, signal.default_int_handler)
     os.setpgid(0, 0)  # the worker signals the whole group: the run and anything it starts
     null = os.open(os.devnull, os.O_RDONLY)

@@ -6,10 +6,11 @@ matching the run's ``preload`` list for a child (starting or replacing the templ
 is missing, dead, or its project source changed), records the child's pid as the run's
 infrastructure pid, and waits for the child's exit code; Prefect's ``BaseWorker`` proposes
 Crashed for a non-zero code and enforces ``--limit``. While children run, one request per second
-(``POST /flow_runs/filter``) finds those runs set to Cancelling, and those newly Running while
-heartbeats are on. A cancelled run's child gets SIGUSR1 (its engine then records Cancelled and
-runs ``on_cancellation`` hooks, as under Prefect's runner), and its process group SIGKILL after
-the grace period; the worker sets Cancelled if the child could not. A running child's run gets
+(``POST /flow_runs/filter``) finds those runs set to Cancelling or Suspended from outside
+(:mod:`deployments.prefork.suspension`), and those newly Running while heartbeats are on. A
+cancelled run's child gets SIGUSR1 (its engine then records Cancelled and runs
+``on_cancellation`` hooks, as under Prefect's runner), and its process group SIGKILL after the
+grace period; the worker sets Cancelled if the child could not. A running child's run gets
 its ``prefect.flow-run.heartbeat`` events from the worker (:mod:`deployments.prefork.heartbeat`),
 so they stop when the worker dies; its templates and children then die too (see
 :mod:`deployments.prefork.template`), and :mod:`deployments.recovery` reschedules the runs.
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,10 +45,12 @@ from deployments.prefork.configuration import (
 from deployments.prefork.forkserver import Template
 from deployments.prefork.heartbeat import Heartbeats, heartbeat_seconds
 from deployments.prefork.reads import ReadCache, Snapshot
+from deployments.prefork.suspension import SUSPEND_SIGNAL, is_suspended
 
 __all__ = ["PreforkWorker", "PreforkWorkerResult"]
 
 POLL_SECONDS = 1.0
+SUSPEND_RESIGNAL_SECONDS = 10.0
 
 
 class PreforkWorkerResult(BaseWorkerResult):
@@ -59,6 +63,7 @@ class _Child:
     template: Template
     grace: float
     cancelled: bool = False
+    suspend_signalled: float = 0.0  # when the worker last told it its run was Suspended
     exited: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -255,9 +260,10 @@ class PreforkWorker(BaseWorker[PreforkJobConfiguration, PreforkVariables, Prefor
             self._watching = False
 
     async def _poll_runs(self) -> None:
-        """Terminate the children of runs set Cancelling; start the heartbeats of runs that
-        entered Running (asked for only while some run still waits for its first one)."""
-        states = [StateType.CANCELLING]
+        """Terminate the children of runs set Cancelling; tell those of runs Suspended from
+        outside; start the heartbeats of runs that entered Running (asked for only while some
+        run still waits for its first one)."""
+        states = [StateType.CANCELLING, StateType.PAUSED]
         if self._heartbeats.waiting:
             states.append(StateType.RUNNING)
         try:
@@ -276,9 +282,24 @@ class PreforkWorker(BaseWorker[PreforkJobConfiguration, PreforkVariables, Prefor
                 continue
             if run.state.type == StateType.RUNNING:
                 self._heartbeats.start(run)
+            elif run.state.type == StateType.PAUSED:
+                if is_suspended(run.state):  # not a run pausing itself in its process
+                    self._tell_suspended(child)
             elif not child.cancelled:
                 child.cancelled = True
                 self._background(self._cancel(run, child))
+
+    def _tell_suspended(self, child: _Child) -> None:
+        """Signal the child of a Suspended run (again every ``SUSPEND_RESIGNAL_SECONDS`` while it
+        runs on: a signal that came before its engine was watching is not lost)."""
+        now = time.monotonic()
+        if child.suspend_signalled and now - child.suspend_signalled < SUSPEND_RESIGNAL_SECONDS:
+            return
+        child.suspend_signalled = now
+        try:
+            os.kill(child.pid, SUSPEND_SIGNAL)
+        except ProcessLookupError:
+            pass
 
     async def kill_infrastructure(
         self,

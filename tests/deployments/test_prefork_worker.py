@@ -24,6 +24,7 @@ from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.deployments import run_deployment
 from prefect.events import Event
 from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
+from prefect.flow_runs import suspend_flow_run
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 from prefect.states import Cancelled, Cancelling
 from pydantic import ValidationError
@@ -182,6 +183,32 @@ def test_cancelled_run_has_its_child_terminated(prefork_worker: PreforkWorkerPro
     cancelled = _wait(run.id, TERMINAL, timeout=60)
     assert cancelled.state is not None and cancelled.state.type == StateType.CANCELLED
     assert _gone(pid), f"child {pid} still alive"
+
+
+def test_a_run_suspended_from_outside_stops_its_child_at_the_next_task(
+    prefork_worker: PreforkWorkerProcess, tmp_path: Path
+) -> None:
+    """Suspending a running flow run (here from another process, as the UI or an automation
+    would) ends its child at the next task, leaving the run Suspended to be resumed later."""
+    deployment = _deploy(prefork_worker, "ticking")
+    out = tmp_path / "ticks"
+    run = _start(deployment, out=str(out), n=300)
+    try:
+        pid = _running_pid(run.id)
+        deadline = time.monotonic() + 30
+        while not out.exists() or len(out.read_text().split()) < 3:
+            assert time.monotonic() < deadline, prefork_worker.log()[-3000:]
+            time.sleep(0.1)
+        suspend_flow_run(flow_run_id=run.id, timeout=600)
+        assert _gone(pid, timeout=20), "the suspended run's child is still running"
+        state = _wait(run.id, {StateType.PAUSED} | TERMINAL).state
+        assert state is not None and state.name == "Suspended", state
+        ticks = len(out.read_text().split())
+        time.sleep(1)
+        assert len(out.read_text().split()) == ticks < 300
+    finally:
+        with get_client(sync_client=True) as client:
+            client.delete_flow_run(run.id)
 
 
 def test_code_change_is_picked_up_without_restarting_the_worker(
