@@ -27,10 +27,10 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import httpx
@@ -59,6 +59,8 @@ if TYPE_CHECKING:
     from deployments.dispatcher import Dispatcher
 
 logger = logging.getLogger("agency.gateway")
+
+_T = TypeVar("_T")
 
 MAX_BODY_BYTES = 1024 * 1024
 TARGET_TTL = 1.0
@@ -93,7 +95,7 @@ class Gateway:
         self.dispatcher: Dispatcher | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self._targets: dict[tuple[str, str], _Cached] = {}
-        self._loading: dict[tuple[str, str], asyncio.Future[Target | None]] = {}
+        self._loading: dict[tuple[object, ...], asyncio.Future[Any]] = {}
         self._secrets: dict[tuple[str, str], _Cached] = {}
         self._refreshed: dict[tuple[str, str], float] = {}  # last re-read after a failure
 
@@ -111,17 +113,31 @@ class Gateway:
             self._targets[key] = cached
         return cached.value  # type: ignore[no-any-return]
 
-    async def fresh_target(self, client: str, workflow: str) -> Target | None:
-        """:meth:`target` in a worker thread, one lookup at a time per URL: when the cache entry
-        expires under load, the requests that find it expired share one query instead of
-        each sending their own."""
-        key = (client, workflow)
+    async def _shared(self, key: tuple[object, ...], load: Callable[[], _T]) -> _T:
+        """``load()`` in a worker thread, one at a time per ``key``: when a cache entry is
+        missing or expired under load, the requests that find it so share one read instead of
+        each sending their own (a burst on a cold gateway would otherwise send one per request
+        in flight, and wait for all of them)."""
         loading = self._loading.get(key)
         if loading is None:
-            loading = asyncio.ensure_future(anyio.to_thread.run_sync(self.target, *key))
+            loading = asyncio.ensure_future(anyio.to_thread.run_sync(load))
             self._loading[key] = loading
             loading.add_done_callback(lambda _: self._loading.pop(key, None))
-        return await asyncio.shield(loading)
+        return await asyncio.shield(loading)  # type: ignore[no-any-return]
+
+    async def fresh_target(self, client: str, workflow: str) -> Target | None:
+        """:meth:`target`, one lookup at a time per URL."""
+        key = ("target", client, workflow)
+        return await self._shared(key, lambda: self.target(client, workflow))
+
+    async def fresh_secrets(
+        self, client: str, workflow: str, *, refresh: bool = False
+    ) -> list[str]:
+        """:meth:`secrets`, one read of the store at a time per URL."""
+        return await self._shared(
+            ("secrets", client, workflow, refresh),
+            lambda: self.secrets(client, workflow, refresh=refresh),
+        )
 
     def cached_target(self, client: str, workflow: str) -> tuple[bool, Target | None]:
         """``(True, target)`` from a fresh cache entry, else ``(False, None)`` (no I/O)."""
@@ -374,7 +390,7 @@ async def _accept(gateway: Gateway, target: Target, request: Request) -> Respons
         try:
             secrets = gateway.cached_secrets(
                 target.client, target.workflow
-            ) or await anyio.to_thread.run_sync(gateway.secrets, target.client, target.workflow)
+            ) or await gateway.fresh_secrets(target.client, target.workflow)
         except Exception:  # noqa: BLE001 - store unreachable and nothing cached yet
             logger.exception(
                 "cannot read the webhook secret of %s/%s", target.client, target.workflow
@@ -383,9 +399,7 @@ async def _accept(gateway: Gateway, target: Target, request: Request) -> Respons
         try:
             verify(target.verifier, secrets, headers, body)
         except VerificationFailed:
-            secrets = await anyio.to_thread.run_sync(
-                lambda: gateway.secrets(target.client, target.workflow, refresh=True)
-            )
+            secrets = await gateway.fresh_secrets(target.client, target.workflow, refresh=True)
             verify(target.verifier, secrets, headers, body)
     except VerificationFailed as exc:
         raise Rejected(401, exc.code, exc.message) from None

@@ -5,6 +5,7 @@ health, readiness and metrics."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -256,6 +257,41 @@ def test_health_ready_and_metrics(
     assert "agency_webhook_deliveries_pending 0.0" in text
     assert "agency_webhook_flow_runs_created_total 1.0" in text
     assert "agency_webhook_dispatch_latency_seconds_count 1.0" in text
+
+
+def test_a_burst_on_a_cold_gateway_reads_each_secret_once(
+    gateway: RunningGateway,
+    gateway_settings: Settings,
+    client_slug: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Requests that find a webhook's secret (or target) not cached yet share one read of the
+    store: a burst of 50 used to send 50 reads, and every request waited for its own. The real
+    store is read; the wrapper counts the reads and makes each take 0.2 s, so they overlap."""
+    from deployments.gateway import app as gateway_app
+    from deployments.gateway.metrics import Metrics
+
+    make_hook(gateway_settings, client_slug)
+    reads: list[str] = []
+    real = gateway_app.valid_secrets
+
+    def counted(settings: Settings, client: str, workflow: str) -> list[str]:
+        reads.append(client)
+        time.sleep(0.2)
+        return real(settings, client, workflow)
+
+    monkeypatch.setattr(gateway_app, "valid_secrets", counted)
+    state = gateway_app.Gateway(gateway_settings, Metrics())
+
+    async def burst() -> list[object]:
+        secrets = [state.fresh_secrets(client_slug, "echo") for _ in range(50)]
+        targets = [state.fresh_target(client_slug, "echo") for _ in range(50)]
+        return await asyncio.gather(*secrets, *targets)
+
+    answers = asyncio.run(burst())
+    assert reads == [client_slug]
+    assert all(a == answers[0] for a in answers[:50]) and answers[0]
+    assert all(t is answers[50] for t in answers[50:]) and answers[50] is not None
 
 
 def test_secret_rereads_after_bad_signatures_are_throttled(
