@@ -2,11 +2,14 @@
 worker, and called in a warm process with heartbeats off (the ceiling), alternating in rounds.
 
     python -m benchmarks.execution_throughput [--quick] [--runs N] [--limit L] [--webhooks N]
+        [--per-event-webhooks N] [--server-workers W]
 
 The Prefect server stores its data in PostgreSQL, like the issue's figures (on SQLite it
-answers 503 "database is locked" under this load and clients sleep in retries). Each round
-creates a batch of runs at once on one worker and waits until all are terminal;
-worker logs stay in the temporary project directory, printed as ``# logs``.
+answers 503 "database is locked" under this load and clients sleep in retries); with
+``--server-workers`` above 1 it runs as in production, several API processes and a services
+process with messaging on Redis (the server is the bottleneck of prefork and in-process runs
+on one process). Each round creates a batch of runs at once on one worker and waits until all
+are terminal; worker logs stay in the temporary project directory, printed as ``# logs``.
 Per mode it prints completed runs/s (runs / wall time of its batches), p50/p95 creation →
 completed (flow run ``created`` → ``end_time``) and CPU-s per run (server + worker process tree
 + this process, read from /proc). Then ``benchmarks.webhook_execution``: signed webhooks through
@@ -148,6 +151,13 @@ def main() -> None:
         default=None,
         help="webhooks of the one-run-per-event mode (default: --webhooks)",
     )
+    parser.add_argument(
+        "--server-workers",
+        type=int,
+        default=1,
+        help="Prefect API processes; above 1, the production layout (separate services "
+        "process, messaging on Redis) instead of one server process (default 1)",
+    )
     args = parser.parse_args()
     webhooks = args.webhooks or (100 if args.quick else 2000)
     runs, rounds = (8, 2) if args.quick else (args.runs, 4)
@@ -157,7 +167,9 @@ def main() -> None:
     (project / "five_nodes.py").write_text(textwrap.dedent(FLOW_FILE))
     os.environ["PREFECT_WORKER_QUERY_SECONDS"] = "1"
     os.environ["PREFECT_WORKER_PREFETCH_SECONDS"] = "1"
-    with prefect_server(postgres=True):  # the figures are on PostgreSQL
+    print(f"# prefect server: {args.server_workers} API process(es)", flush=True)
+    # the figures are on PostgreSQL
+    with prefect_server(postgres=True, workers=args.server_workers):
         server = [pid] if (pid := server_pid()) else []
         from prefect import flow
         from prefect.context import SettingsContext
