@@ -24,21 +24,15 @@ from prefect._flow_run_suspension import (
     mark_flow_run_suspension_requested,
 )
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.objects import State
 from prefect.logging.loggers import get_logger
 
-__all__ = ["SUSPEND_SIGNAL", "is_suspended", "watch_from_worker"]
+__all__ = ["SUSPEND_SIGNAL", "watch_from_worker"]
 
 #: Sent by the worker to a child whose run it found Suspended.
 SUSPEND_SIGNAL = signal.SIGUSR2
 
 _logger = get_logger("prefork.suspension")
 _watched: dict[UUID, FlowRunSuspensionRequest] = {}
-
-
-def is_suspended(state: State | None) -> bool:
-    """Whether ``state`` is an outside suspension (a Paused state named Suspended)."""
-    return is_suspended_flow_run_state(state)
 
 
 def _check(flow_run_id: UUID) -> None:

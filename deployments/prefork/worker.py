@@ -30,6 +30,7 @@ from uuid import UUID
 import anyio
 import anyio.abc
 import httpx
+from prefect._flow_run_suspension import is_suspended_flow_run_state
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterState
 from prefect.client.schemas.filters import FlowRunFilterStateType as StateTypeFilter
 from prefect.client.schemas.objects import FlowRun, StateType
@@ -45,7 +46,7 @@ from deployments.prefork.configuration import (
 from deployments.prefork.forkserver import Template
 from deployments.prefork.heartbeat import Heartbeats, heartbeat_seconds
 from deployments.prefork.reads import ReadCache, Snapshot
-from deployments.prefork.suspension import SUSPEND_SIGNAL, is_suspended
+from deployments.prefork.suspension import SUSPEND_SIGNAL
 
 __all__ = ["PreforkWorker", "PreforkWorkerResult"]
 
@@ -283,7 +284,8 @@ class PreforkWorker(BaseWorker[PreforkJobConfiguration, PreforkVariables, Prefor
             if run.state.type == StateType.RUNNING:
                 self._heartbeats.start(run)
             elif run.state.type == StateType.PAUSED:
-                if is_suspended(run.state):  # not a run pausing itself in its process
+                # a Suspended run, not one that paused itself and waits in its process
+                if is_suspended_flow_run_state(run.state):
                     self._tell_suspended(child)
             elif not child.cancelled:
                 child.cancelled = True
