@@ -59,19 +59,20 @@ def five_nodes(n: int = 0) -> int:
     return n
 '''
 
-#: Where a deployed run's time goes (created → Pending → Running → end), for the current mode.
-PHASES: dict[str, list[float]] = {"pickup": [], "start": [], "body": []}
-
-
-#: Runs per batch whose state history is read for ``PHASES`` (after the batch is timed).
+#: Runs per batch whose state history is read for its phases (after the batch is timed).
 PHASE_SAMPLE = 10
 
+#: A batch's result: wall seconds, creation → end seconds of each completed run, and the median
+#: seconds of a deployed run's phases (created → Pending "pickup", → Running "start", → end
+#: "body") over ``PHASE_SAMPLE`` of them.
+Batch = tuple[float, list[float], dict[str, float]]
 
-async def _wait_terminal(ids: list[UUID], timeout: float) -> tuple[float, list[float]]:
-    """Wait until every run is terminal; return when that was (``time.monotonic()``) and the
-    creation → end seconds of the completed ones. Each poll asks only for runs of the batch
-    that are not yet known to be final, and only for final ones, so that watching costs the
-    server little: it is the bottleneck being measured."""
+
+async def _wait_terminal(ids: list[UUID], timeout: float) -> Batch:
+    """Wait until every run is terminal; return when that was (``time.monotonic()``), the
+    creation → end seconds of the completed ones and their phases. Each poll asks only for
+    runs of the batch that are not yet known to be final, and only for final ones, so that
+    watching costs the server little: it is the bottleneck being measured."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
         FlowRunFilter,
@@ -100,37 +101,40 @@ async def _wait_terminal(ids: list[UUID], timeout: float) -> tuple[float, list[f
         if bad:
             print(f"# {len(bad)} runs did not complete: {bad[0]}", file=sys.stderr)
         done = [r for r in runs if r.end_time and r.created and r.state.is_completed()]
+        phases: dict[str, list[float]] = {"pickup": [], "start": [], "body": []}
         for run in done[:PHASE_SAMPLE]:
             states = await client.read_flow_run_states(run.id)
             stamp = {st.type.value: st.timestamp for st in states}
             if {"PENDING", "RUNNING"} <= set(stamp):
                 pending_at, running = stamp["PENDING"], stamp["RUNNING"]
-                PHASES["pickup"].append((pending_at - run.created).total_seconds())
-                PHASES["start"].append((running - pending_at).total_seconds())
-                PHASES["body"].append((run.end_time - running).total_seconds())
-    return finished, [(r.end_time - r.created).total_seconds() for r in done]
+                phases["pickup"].append((pending_at - run.created).total_seconds())
+                phases["start"].append((running - pending_at).total_seconds())
+                phases["body"].append((run.end_time - running).total_seconds())
+    medians = {k: statistics.median(v) for k, v in phases.items() if v}
+    return finished, [(r.end_time - r.created).total_seconds() for r in done], medians
 
 
-async def _deployed_batch(deployment_id: UUID, size: int, offset: int) -> tuple[float, list[float]]:
+async def _deployed_batch(deployment_id: UUID, size: int, offset: int) -> Batch:
     from prefect.client.orchestration import get_client
 
     start = time.monotonic()
     async with get_client() as client:
+        # one request first: a new client asks for a CSRF token before its first write, and
+        # every request of a burst sent before that answer would ask again
+        create = client.create_flow_run_from_deployment
+        first = await create(deployment_id, parameters={"n": offset})
         created = await asyncio.gather(
-            *(
-                client.create_flow_run_from_deployment(deployment_id, parameters={"n": i})
-                for i in range(offset, offset + size)
-            )
+            *(create(deployment_id, parameters={"n": i}) for i in range(offset + 1, offset + size))
         )
-        ids = [run.id for run in created]
-    finished, latencies = await _wait_terminal(ids, timeout=60 + size * 10)
-    return finished - start, latencies
+        ids = [run.id for run in (first, *created)]
+    finished, latencies, phases = await _wait_terminal(ids, timeout=60 + size * 10)
+    return finished - start, latencies, phases
 
 
 class Mode:
     """One way of running the flow, with the pids whose CPU it is charged."""
 
-    def __init__(self, name: str, batch: Callable[[int, int], tuple[float, list[float]]]) -> None:
+    def __init__(self, name: str, batch: Callable[[int, int], Batch]) -> None:
         self.name, self.batch = name, batch
         self.wall, self.cpu, self.runs = 0.0, 0.0, 0
         self.latencies: list[float] = []
@@ -192,7 +196,7 @@ def main() -> None:
         sys.path.insert(0, str(project))
         from five_nodes import five_nodes
 
-        def in_process(n: int, offset: int) -> tuple[float, list[float]]:
+        def in_process(n: int, offset: int) -> Batch:
             latencies = []
             start = time.monotonic()
             with SettingsContext(profile=SettingsContext.get().profile, settings=child_settings()):
@@ -200,9 +204,9 @@ def main() -> None:
                     t0 = time.monotonic()
                     five_nodes(i)
                     latencies.append(time.monotonic() - t0)
-            return time.monotonic() - start, latencies
+            return time.monotonic() - start, latencies, {}
 
-        def deployed(pool: str) -> Callable[[int, int], tuple[float, list[float]]]:
+        def deployed(pool: str) -> Callable[[int, int], Batch]:
             return lambda n, offset: asyncio.run(_deployed_batch(deployments[pool], n, offset))
 
         modes = [
@@ -222,10 +226,8 @@ def main() -> None:
                 order = modes if r % 2 == 0 else list(reversed(modes))
                 for mode in order:
                     before = sum(tree_cpu(p) for p in charged[mode.name]) + time.process_time()
-                    for phase in PHASES.values():
-                        phase.clear()
-                    wall, latencies = mode.batch(size, r * size)
-                    mode.phases.append({k: statistics.median(v) for k, v in PHASES.items() if v})
+                    wall, latencies, phases = mode.batch(size, r * size)
+                    mode.phases.append(phases)
                     after = sum(tree_cpu(p) for p in charged[mode.name]) + time.process_time()
                     mode.wall += wall
                     mode.cpu += after - before

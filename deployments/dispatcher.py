@@ -10,7 +10,8 @@ delivery stays pending and is retried with exponential backoff; nothing is dropp
 
 Deliveries of a batch activation are first grouped into batches (``deployments.gateway.batches``)
 and each batch becomes one run with ``events=[...]``, the batch id as idempotency key and the tag
-``batch:<id>``.
+``batch:<id>``. Every ``settle_seconds`` the dispatcher also fails, with the reason, the events
+of batch runs that ended without recording their outcomes (``deployments.settlement``).
 
 Run it in the gateway process (``agency gateway``) or alone (``agency dispatcher``); several may
 run at once.
@@ -46,6 +47,7 @@ from deployments.gateway.batches import (
 )
 from deployments.gateway.metrics import Metrics
 from deployments.gateway.outbox import Claimed, claim_due, mark_dispatched, mark_failed, mark_retry
+from deployments.settlement import settle_ended_batches
 
 logger = logging.getLogger("agency.dispatcher")
 
@@ -117,6 +119,8 @@ class Dispatcher:
         lease_seconds: float = 60.0,
         poll_seconds: float = 0.2,
         max_backoff_seconds: float = 60.0,
+        settle_seconds: float | None = 30.0,
+        settle_grace_seconds: float = 30.0,
     ) -> None:
         self.database_url = database_url
         self.metrics = metrics or Metrics()
@@ -126,6 +130,8 @@ class Dispatcher:
         self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
         self.max_backoff_seconds = max_backoff_seconds
+        self.settle_seconds = settle_seconds
+        self.settle_grace_seconds = settle_grace_seconds
         self.wakeup = asyncio.Event()
 
     def backoff(self, attempts: int) -> float:
@@ -160,6 +166,22 @@ class Dispatcher:
                 else:
                     fail = mark_batch_failed if o.job.batch else mark_failed
                     fail(session, key, attempts, error)
+
+    async def settle(self, api: PrefectClient) -> int:
+        """Fail the unrecorded events of batch runs that ended (see ``deployments.settlement``);
+        return how many."""
+        failed = await settle_ended_batches(api, self.database_url, self.settle_grace_seconds)
+        if failed:
+            logger.info("%d events of ended batch runs had no outcome: failed", failed)
+        return failed
+
+    async def _settle_every(self, api: PrefectClient, seconds: float) -> None:
+        while True:
+            try:
+                await self.settle(api)
+            except Exception:  # noqa: BLE001 - the DB or Prefect is briefly unreachable
+                logger.warning("could not settle ended batch runs; trying again", exc_info=True)
+            await asyncio.sleep(seconds)
 
     async def _dispatch(self, api: PrefectClient, job: Job) -> Outcome:
         if job.deployment_id is None:
@@ -243,6 +265,8 @@ class Dispatcher:
                         progress.set()
 
             workers = [asyncio.create_task(work()) for _ in range(self.concurrency)]
+            if self.settle_seconds is not None:
+                workers.append(asyncio.create_task(self._settle_every(api, self.settle_seconds)))
             more, look = False, True  # the last claim was full / time to look for new work
             try:
                 while not stop.is_set():

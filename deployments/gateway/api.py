@@ -120,7 +120,8 @@ class Delivery(BaseModel):
     )
     outcome: str | None = Field(
         default=None,
-        description="In a batch run: done, or failed (see `error`); null until the run says.",
+        description="In a batch run: done, or failed (see `error`); null until the run says "
+        "or, if it ends without saying, until the dispatcher fails it with the reason.",
     )
     error: str | None = Field(default=None, description="Why the event failed, if it did.")
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
 from agency.db import Activation, WebhookBatch, WebhookDelivery, WebhookEndpoint, utcnow
@@ -116,14 +116,18 @@ def form_batches(session: Session, limit: int = 50) -> int:
                 )
             )
             session.flush()
-            for index, member in enumerate(members):
-                changed = session.execute(
-                    update(WebhookDelivery)
-                    .where(WebhookDelivery.id == member.id, WebhookDelivery.batch_id.is_(None))
-                    .values(batch_id=batch_id, batch_index=index)
-                ).rowcount
-                if changed != 1:
-                    raise BatchConflict(f"delivery {member.id} was grouped by another dispatcher")
+            # one statement for the whole batch: one per member (up to 1,000) kept SQLite's
+            # write lock, and so every webhook being accepted, waiting for up to a second
+            places = {m.id: index for index, m in enumerate(members)}
+            place = case(places, value=WebhookDelivery.id)
+            changed = session.execute(
+                update(WebhookDelivery)
+                .where(WebhookDelivery.id.in_(list(places)), WebhookDelivery.batch_id.is_(None))
+                .values(batch_id=batch_id, batch_index=place)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            if changed != len(members):
+                raise BatchConflict("some deliveries were grouped by another dispatcher")
             formed += 1
             count -= len(members)
             oldest = now  # the rest waited less than the oldest; re-checked next cycle

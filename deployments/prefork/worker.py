@@ -24,16 +24,19 @@ import signal
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
 import anyio
 import anyio.abc
 import httpx
+import prefect.types._datetime
 from prefect._flow_run_suspension import is_suspended_flow_run_state
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterState
 from prefect.client.schemas.filters import FlowRunFilterStateType as StateTypeFilter
 from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.responses import WorkerFlowRunResponse
 from prefect.exceptions import InfrastructureNotFound
 from prefect.workers.base import BaseWorker, BaseWorkerResult
 
@@ -51,6 +54,7 @@ from deployments.prefork.suspension import SUSPEND_SIGNAL
 __all__ = ["PreforkWorker", "PreforkWorkerResult"]
 
 POLL_SECONDS = 1.0
+POLL_LIMIT_MAX = 200  # Prefect's default page size: larger limits go through Prefect's poll
 SUSPEND_RESIGNAL_SECONDS = 10.0
 
 
@@ -209,6 +213,39 @@ class PreforkWorker(BaseWorker[PreforkJobConfiguration, PreforkVariables, Prefor
                 self._refill = self._background(self._submit_next())
             except RuntimeError:  # no running event loop: the regular poll covers it
                 pass
+
+    async def _get_scheduled_flow_runs(self) -> list[WorkerFlowRunResponse]:
+        """Prefect's poll for scheduled runs, asking for no more than this worker can start now
+        (its free slots, plus the runs it is submitting, which are still Scheduled). Prefect's
+        asks for every scheduled run, up to 200 full records, and this worker polls after
+        every run it finishes: with 100 runs waiting, a poll cost the server 29 ms of CPU, one
+        for 4 runs 12 ms (and the worker parsed 100 records to start one)."""
+        if self._limiter is None:
+            return await super()._get_scheduled_flow_runs()
+        wanted = int(self._limiter.available_tokens) + len(self._submitting_flow_run_ids)
+        if wanted > POLL_LIMIT_MAX:
+            return await super()._get_scheduled_flow_runs()
+        now = prefect.types._datetime.now("UTC")
+        body: dict[str, Any] = {
+            "scheduled_before": str(now + timedelta(seconds=int(self._prefetch_seconds))),
+            "limit": wanted,
+        }
+        if self._work_queues:
+            body["work_queue_names"] = list(self._work_queues)
+        try:
+            response = await self.client.request(
+                "POST",
+                "/work_pools/{name}/get_scheduled_flow_runs",
+                path_params={"name": self._work_pool_name},
+                json=body,
+            )
+        except httpx.HTTPStatusError as exc:
+            if exc.response.status_code == 404:  # no such pool yet: as Prefect's poll
+                return []
+            if exc.response.status_code != 422:  # 422: a server whose page size is smaller
+                raise
+            return await super()._get_scheduled_flow_runs()
+        return WorkerFlowRunResponse.model_validate_list(response.json())
 
     async def _submit_next(self) -> None:
         while self._refill_wanted:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 
+import pytest
 from sqlalchemy import select
 
 from agency.db import Activation, Client, WebhookBatch, WebhookDelivery, session_scope, upgrade
@@ -11,8 +12,19 @@ from agency.db.outcomes import record_outcomes
 from agency.redaction import MASK, register_secret
 
 
-def test_outcomes_are_stored_per_event_with_secrets_masked(sqlite_database_url: str) -> None:
-    url = sqlite_database_url
+def _stored(url: str) -> dict[str, tuple[str | None, str | None]]:
+    with session_scope(url) as session:
+        rows = session.execute(
+            select(WebhookDelivery.id, WebhookDelivery.outcome, WebhookDelivery.outcome_error)
+        ).all()
+    return {r.id: (r.outcome, r.outcome_error) for r in rows}
+
+
+@pytest.mark.parametrize("database", ["sqlite_database_url", "postgresql_database_url"])
+def test_outcomes_are_stored_per_event_with_secrets_masked(
+    database: str, request: pytest.FixtureRequest
+) -> None:
+    url = request.getfixturevalue(database)
     upgrade(url)
     token = f"sk-{secrets.token_hex(12)}"
     register_secret(token)
@@ -43,11 +55,12 @@ def test_outcomes_are_stored_per_event_with_secrets_masked(sqlite_database_url: 
     errors = [None, f"HTTPError: 401 for Bearer {token}", None]
     with session_scope(url) as session:
         assert record_outcomes(session, "b1", errors) == 3
-    with session_scope(url) as session:
-        rows = session.execute(
-            select(WebhookDelivery.id, WebhookDelivery.outcome, WebhookDelivery.outcome_error)
-        ).all()
-    stored = {r.id: (r.outcome, r.outcome_error) for r in rows}
+    stored = _stored(url)
     assert stored["d0"] == ("done", None)
     assert stored["d2"] == ("done", None)
     assert stored["d1"] == ("failed", f"HTTPError: 401 for Bearer {MASK}")
+    # a retried run records again, over the first outcomes; an event past the end is ignored
+    with session_scope(url) as session:
+        assert record_outcomes(session, "b1", [None, None, None, None]) == 3
+        assert record_outcomes(session, "nope", ["x"]) == 0
+    assert set(_stored(url).values()) == {("done", None)}

@@ -7,6 +7,7 @@ Each test deploys a small flow from the fixture's project directory (``flow.from
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import os
 import signal
@@ -27,6 +28,7 @@ from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFi
 from prefect.flow_runs import suspend_flow_run
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 from prefect.states import Cancelled, Cancelling
+from prefect.workers.base import BaseWorker
 from pydantic import ValidationError
 
 from deployments.prefork import PreforkWorker
@@ -121,8 +123,6 @@ def _parent(pid: int) -> int:
 
 
 def test_worker_type_is_discoverable_with_a_base_job_template() -> None:
-    from prefect.workers.base import BaseWorker
-
     assert BaseWorker.get_worker_class_from_type("agency-prefork") is PreforkWorker
     template = PreforkWorker.get_default_base_job_template()
     assert {"preload", "working_dir", "env"} <= set(template["variables"]["properties"])
@@ -358,3 +358,39 @@ def test_a_stopped_worker_lets_its_children_finish_a_killed_one_takes_them_along
         stop_process(worker)
         with get_client(sync_client=True) as client:  # the run stays Running: nobody is left
             client.set_flow_run_state(long.id, Cancelled(), force=True)
+
+
+def test_a_poll_asks_for_no_more_scheduled_runs_than_the_worker_can_start(
+    prefect_server: str, tmp_path: Path
+) -> None:
+    """Prefect's poll lists every scheduled run of the pool (up to 200 full records), and this
+    worker polls after each run it finishes: with a backlog, it asks for its free slots only."""
+    pool = f"poll-{uuid.uuid4().hex[:8]}"
+    (tmp_path / "idle.py").write_text("from prefect import flow\n\n\n@flow\ndef idle(): ...\n")
+
+    async def scenario() -> tuple[list[uuid.UUID], list[uuid.UUID], list[uuid.UUID]]:
+        async with get_client() as client:
+            template = PreforkWorker.get_default_base_job_template()
+            await client.create_work_pool(
+                WorkPoolCreate(name=pool, type=PreforkWorker.type, base_job_template=template)
+            )
+            source = await flow.from_source(source=str(tmp_path), entrypoint="idle.py:idle")
+            deployment = await source.deploy(
+                name=pool, work_pool_name=pool, build=False, push=False, print_next_steps=False
+            )
+            created = [
+                (await client.create_flow_run_from_deployment(deployment)).id for _ in range(5)
+            ]
+        polled = {}
+        for limit in (2, None):
+            async with PreforkWorker(work_pool_name=pool, limit=limit) as worker:
+                polled[limit] = [r.flow_run.id for r in await worker._get_scheduled_flow_runs()]
+        return created, polled[2], polled[None]
+
+    created, limited, unlimited = asyncio.run(scenario())
+    # Prefect's own poll goes through the method this worker overrides
+    assert "self._get_scheduled_flow_runs()" in inspect.getsource(
+        BaseWorker.get_and_submit_flow_runs
+    )
+    assert limited == created[:2]  # the next two to start, in the order Prefect would pick
+    assert sorted(unlimited) == sorted(created)  # no limit: Prefect's own poll

@@ -15,15 +15,18 @@ from typing import Any
 import httpx
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.states import Crashed, Failed
 from sqlalchemy import select
 
 from agency.db import WebhookBatch, WebhookDelivery, WebhookEndpoint, session_scope, upgrade
+from agency.db.outcomes import record_outcomes
 from agency.errors import InputInvalid
 from agency.services import activate, add_client
 from agency.services.api_keys import create_api_key
 from agency.services.webhooks import BatchPolicy, enable_webhook
 from agency.settings import Settings
-from deployments import ensure_work_pool
+from deployments import ensure_work_pool, settlement
+from deployments.dispatcher import Dispatcher
 from tests.fixtures.gateway import (
     IDLE_POOL,
     ChildProcess,
@@ -78,6 +81,18 @@ def wait_dispatched(settings: Settings, expected: int, stall: float = 60) -> lis
     raise AssertionError(f"{expected - done} of {expected} deliveries stuck for {stall}s")
 
 
+def send_and_dispatch(settings: Settings, hook: Hook, count: int) -> tuple[list[str], list[Any]]:
+    """Send events ``{"n": 0}`` … through a real gateway with its dispatcher; the delivery ids,
+    in order, and the delivery rows once all are dispatched."""
+    running = serve(settings)
+    try:
+        with running.client() as http:
+            sent = [send(http, hook, {"n": i}, f"msg_{i}") for i in range(count)]
+        return sent, wait_dispatched(settings, count)
+    finally:
+        running.stop()
+
+
 def assert_each_delivery_in_one_batch_run(rows: list[Any], runs: list[Any]) -> None:
     """Every delivery is in exactly one run's ``events``, at its place; no run without a batch."""
     by_batch: dict[str, list[Any]] = {}
@@ -121,13 +136,7 @@ def test_deliveries_are_grouped_by_size_and_by_wait(
     gateway_settings: Settings, echo_workflows: None, client_slug: str
 ) -> None:
     hook = make_hook(gateway_settings, client_slug, "echo_batch", batch=BatchPolicy(3, 1.0))
-    running = serve(gateway_settings)
-    try:
-        with running.client() as http:
-            sent = [send(http, hook, {"n": i}, f"msg_{i}") for i in range(7)]
-        rows = wait_dispatched(gateway_settings, 7)
-    finally:
-        running.stop()
+    sent, rows = send_and_dispatch(gateway_settings, hook, 7)
     assert {r.id for r in rows} == set(sent)
     runs = runs_of(hook)
     # two full batches right away, the seventh event after waiting max_wait_s alone
@@ -222,3 +231,77 @@ def test_one_bad_event_fails_alone_and_outcomes_are_served(
     assert [p.name for p in stored] == ["events.jsonl"]
     lines = stored[0].read_text().splitlines()
     assert [json.loads(line) for line in lines] == [{"id": 1}, {"id": 3}]
+
+
+def test_events_of_batch_runs_that_ended_without_recording_are_failed_with_the_reason(
+    gateway_settings: Settings,
+    echo_workflows: None,
+    client_slug: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(settlement, "PAGE", 1)  # each batch on its own page of runs to read
+    hook = make_hook(gateway_settings, client_slug, "echo_batch", batch=BatchPolicy(2, 0.5))
+    sent, rows = send_and_dispatch(gateway_settings, hook, 6)
+    by_n = {r.payload["n"]: r for r in rows}
+    runs = sorted(runs_of(hook), key=lambda r: r.parameters["events"][0]["n"])
+    crashed, failed, waiting = (r.id for r in runs)  # events 0-1, 2-3, 4-5
+    # no worker polls this pool: the test does what a worker and a flow would have done
+    with get_client(sync_client=True) as api:
+        # the worker, when the run's process dies (tested in test_prefork_worker.py)
+        kill = "Flow run infrastructure exited with non-zero status code -9."
+        api.set_flow_run_state(crashed, Crashed(message=kill), force=True)
+        # a batch flow that recorded its first event, then failed in a step of the batch
+        with session_scope(gateway_settings.platform_database_url) as session:
+            record_outcomes(session, str(by_n[2].batch_id), [None])
+        # an exception that quoted a credential: its message must not reach the client API
+        leak = "archive unreachable: 401 for Bearer sk-live-0123456789"
+        api.set_flow_run_state(failed, Failed(message=leak), force=True)
+    url = gateway_settings.platform_database_url
+
+    async def settle() -> tuple[int, int]:
+        async with get_client() as api:
+            too_soon = await Dispatcher(url).settle(api)  # within the 30 s grace: a crashed
+            # run may still be rescheduled by the recovery automation
+        stop = asyncio.Event()
+        dispatcher = Dispatcher(url, settle_seconds=0.2, settle_grace_seconds=0)
+        task = asyncio.create_task(dispatcher.run(stop))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(outcomes()) < 4:
+            await asyncio.sleep(0.2)
+        stop.set()
+        await task
+        async with get_client() as api:
+            again = await dispatcher.settle(api)
+        return too_soon, again
+
+    def outcomes() -> dict[str, tuple[str, str | None]]:
+        with session_scope(url) as session:
+            found = session.execute(
+                select(WebhookDelivery.id, WebhookDelivery.outcome, WebhookDelivery.outcome_error)
+            ).all()
+        return {row.id: (row.outcome, row.outcome_error) for row in found if row.outcome}
+
+    too_soon, again = asyncio.run(settle())
+    assert (too_soon, again) == (0, 0)
+    settled = outcomes()
+    reason = f"Its flow run {crashed} ended Crashed before recording this event's outcome."
+    assert settled[by_n[0].id] == settled[by_n[1].id] == ("failed", reason)
+    assert settled[by_n[2].id] == ("done", None)  # what the run recorded stays
+    assert settled[by_n[3].id] == (
+        "failed",
+        f"Its flow run {failed} ended Failed before recording this event's outcome.",
+    )
+    assert not any("sk-live" in (error or "") for _, error in settled.values())
+    assert by_n[4].id not in settled and by_n[5].id not in settled  # its run has not ended
+    assert {r.flow_run_id for r in (by_n[4], by_n[5])} == {str(waiting)}
+    # the client API serves them
+    key = create_api_key(gateway_settings, client_slug).key
+    running = serve(gateway_settings, run_dispatcher=False)
+    try:
+        with running.client() as http:
+            answer = http.get(
+                f"/api/v1/deliveries/{sent[0]}", headers={"authorization": f"Bearer {key}"}
+            ).json()
+    finally:
+        running.stop()
+    assert (answer["outcome"], answer["error"]) == ("failed", reason)

@@ -259,6 +259,23 @@ def test_health_ready_and_metrics(
     assert "agency_webhook_dispatch_latency_seconds_count 1.0" in text
 
 
+def _count_secret_reads(monkeypatch: pytest.MonkeyPatch, delay: float = 0.0) -> list[str]:
+    """Have the gateway's reads of the real secret store counted (the client of each read, in
+    the returned list), each taking ``delay`` seconds more."""
+    from deployments.gateway import app as gateway_app
+
+    reads: list[str] = []
+    real = gateway_app.valid_secrets
+
+    def counted(settings: Settings, client: str, workflow: str) -> list[str]:
+        reads.append(client)
+        time.sleep(delay)
+        return real(settings, client, workflow)
+
+    monkeypatch.setattr(gateway_app, "valid_secrets", counted)
+    return reads
+
+
 def test_a_burst_on_a_cold_gateway_reads_each_secret_once(
     gateway: RunningGateway,
     gateway_settings: Settings,
@@ -272,15 +289,7 @@ def test_a_burst_on_a_cold_gateway_reads_each_secret_once(
     from deployments.gateway.metrics import Metrics
 
     make_hook(gateway_settings, client_slug)
-    reads: list[str] = []
-    real = gateway_app.valid_secrets
-
-    def counted(settings: Settings, client: str, workflow: str) -> list[str]:
-        reads.append(client)
-        time.sleep(0.2)
-        return real(settings, client, workflow)
-
-    monkeypatch.setattr(gateway_app, "valid_secrets", counted)
+    reads = _count_secret_reads(monkeypatch, delay=0.2)
     state = gateway_app.Gateway(gateway_settings, Metrics())
 
     async def burst() -> list[object]:
@@ -307,14 +316,7 @@ def test_secret_rereads_after_bad_signatures_are_throttled(
     from deployments.gateway.metrics import Metrics
 
     make_hook(gateway_settings, client_slug)
-    reads: list[str] = []
-    real = gateway_app.valid_secrets
-
-    def counted(settings: Settings, client: str, workflow: str) -> list[str]:
-        reads.append(client)
-        return real(settings, client, workflow)
-
-    monkeypatch.setattr(gateway_app, "valid_secrets", counted)
+    reads = _count_secret_reads(monkeypatch)
     state = gateway_app.Gateway(gateway_settings, Metrics())
     first = state.secrets(client_slug, "echo")
     assert state.secrets(client_slug, "echo", refresh=True) == first
