@@ -264,9 +264,11 @@ class Dispatcher:
                     finally:
                         progress.set()
 
-            workers = [asyncio.create_task(work()) for _ in range(self.concurrency)]
+            # the dispatching workers and, if on, the settlement loop: cancelled together
+            background = [asyncio.create_task(work()) for _ in range(self.concurrency)]
             if self.settle_seconds is not None:
-                workers.append(asyncio.create_task(self._settle_every(api, self.settle_seconds)))
+                settling = self._settle_every(api, self.settle_seconds)
+                background.append(asyncio.create_task(settling))
             more, look = False, True  # the last claim was full / time to look for new work
             try:
                 while not stop.is_set():
@@ -289,9 +291,9 @@ class Dispatcher:
                         await asyncio.sleep(1.0)
                     look = await self._wait(progress, stop)
             finally:
-                for task in workers:
+                for task in background:
                     task.cancel()
-                await asyncio.gather(*workers, return_exceptions=True)
+                await asyncio.gather(*background, return_exceptions=True)
                 if done:  # runs created but not yet recorded; else their lease runs out
                     with contextlib.suppress(Exception):
                         await anyio.to_thread.run_sync(self._record, list(done))

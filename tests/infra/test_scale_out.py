@@ -68,9 +68,8 @@ HERE = Path(__file__).parent
 BURST = 200
 LIMIT = 6  # concurrent runs per prefork worker
 HEARTBEAT = 30  # Prefect's minimum PREFECT_FLOWS_HEARTBEAT_FREQUENCY
-SILENCE = timedelta(seconds=40)  # > HEARTBEAT; every run here ends before its second heartbeat
-SLEEP = 25.0  # seconds each run of the machine-death test sleeps: all six overlap, even on a
-# loaded CI machine where the last start and first heartbeat come ~15 s after the first start
+SILENCE = timedelta(seconds=40)  # > HEARTBEAT: a live run's heartbeats come every 30 s
+HOLD = 240.0  # at most this long, the machine-death test's runs wait for it to release them
 FINAL = {StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED}
 
 
@@ -80,6 +79,12 @@ def _records_table(database_url: str) -> str:
     with psycopg.connect(plain, autocommit=True) as conn:
         conn.execute(scale_flows.TABLE)
     return plain
+
+
+def _release(url: str) -> None:
+    """Let the held runs (``scale_flows.record(held=True)``) end."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("INSERT INTO releases DEFAULT VALUES")
 
 
 def _rows(url: str) -> list[tuple[UUID, str, str, int]]:
@@ -373,7 +378,9 @@ def test_runs_of_a_dead_worker_machine_are_crashed_and_rescheduled(
         doomed, _, doomed_prefork, _ = workers
         _wait_online(pool, ["A", "B"])
         _wait_online(prefork_pool, ["C", "D"])
-        parameters = {"database_url": records, "seconds": SLEEP}
+        # held: no run ends before both machines are dead (a loaded CI machine once started
+        # the last process run over 25 s after the first, which had ended by then)
+        parameters = {"database_url": records, "seconds": HOLD, "held": True}
         ids = asyncio.run(_create_runs(deployment_id, parameters, 4))
         _wait_started(records, ids, 90, tmp_path)
         doomed_runs = _executing(records, ids, "A", 2)
@@ -400,10 +407,12 @@ def test_runs_of_a_dead_worker_machine_are_crashed_and_rescheduled(
         assert not _gone_within(prefork_machine, timeout=5), "the prefork worker's children live"
         ids += prefork_ids
         doomed_runs |= doomed_prefork_runs
+        _release(records)  # the survivors' runs end; the rescheduled ones end once they start
 
         runs = {r.id: r for r in _wait_final(ids, timeout=SILENCE.total_seconds() + 90)}
         recovered = time.monotonic() - killed
     finally:
+        _release(records)  # again, for when the test failed before: no run waits out HOLD
         remove_crash_recovery()
 
     assert all(r.state and r.state.type == StateType.COMPLETED for r in runs.values()), (
