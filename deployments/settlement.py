@@ -30,7 +30,6 @@ __all__ = ["PAGE", "settle_ended_batches", "why_unrecorded"]
 
 PAGE = 200
 MAX_PAGES = 10  # per call: a backlog of runs still going is looked at again next time
-_FINAL = {StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED}
 
 
 def why_unrecorded(run: FlowRun | None, run_id: str, ended_before: datetime) -> str | None:
@@ -39,7 +38,7 @@ def why_unrecorded(run: FlowRun | None, run_id: str, ended_before: datetime) -> 
     if run is None:
         return f"Its flow run {run_id} no longer exists in Prefect."
     state = run.state
-    if state is None or state.type not in _FINAL:
+    if state is None or not state.is_final():
         return None
     ended = run.end_time or state.timestamp
     if ended is not None and ended > ended_before:

@@ -219,7 +219,9 @@ class PreforkWorker(BaseWorker[PreforkJobConfiguration, PreforkVariables, Prefor
         (its free slots, plus the runs it is submitting, which are still Scheduled). Prefect's
         asks for every scheduled run, up to 200 full records, and this worker polls after
         every run it finishes: with 100 runs waiting, a poll cost the server 29 ms of CPU, one
-        for 4 runs 12 ms (and the worker parsed 100 records to start one)."""
+        for 4 runs 12 ms (and the worker parsed 100 records to start one). The request is
+        Prefect's client's ``get_scheduled_flow_runs_for_work_pool`` plus ``limit``, which that
+        method does not take."""
         if self._limiter is None:
             return await super()._get_scheduled_flow_runs()
         wanted = int(self._limiter.available_tokens) + len(self._submitting_flow_run_ids)
