@@ -85,8 +85,8 @@ def main() -> None:
         from playwright.sync_api import sync_playwright
 
         from agency.db import upgrade
-        from agency.services import add_client, create_user
         from agency.settings import Settings
+        from services import add_client, create_user
         from tests.fixtures._browser import launch_chromium, portal_process
 
         home = Path(tempfile.mkdtemp(prefix="bench-portal-"))

@@ -90,9 +90,9 @@ def webhook_modes(
     ``total`` webhooks per mode, or ``per_event`` for the one-run-per-event mode (each of its
     webhooks is a whole flow run: 2,000 take ~20 minutes on a 2-core machine)."""
     from agency.db import upgrade
-    from agency.services import activate, add_client
-    from agency.services.webhooks import BatchPolicy, enable_webhook
     from agency.settings import Settings
+    from services import activate, add_client
+    from services.webhooks import BatchPolicy, enable_webhook
 
     home = work / "webhooks"
     db_url = f"sqlite:///{home / 'agency.db'}"
@@ -122,7 +122,7 @@ def webhook_modes(
     worker = start_worker("bench-wh-prefork", "agency-prefork", 8, work / "wh-worker.log")
     port = _free_port()
     gateway = subprocess.Popen(
-        [sys.executable, "-m", "agency.cli", "gateway", "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "cli.main", "gateway", "--host", "127.0.0.1", "--port", str(port)],
         env=env,
         stdout=open(work / "wh-gateway.log", "wb"),  # noqa: SIM115 - closed with the process
         stderr=subprocess.STDOUT,

@@ -224,7 +224,7 @@ def _drain(db_url: str, env: dict[str, str], logs: Path) -> float:
         [
             sys.executable,
             "-m",
-            "agency.cli",
+            "cli.main",
             "dispatcher",
             "--concurrency",
             str(DISPATCH_CONCURRENCY),
@@ -260,7 +260,7 @@ def _steady(
     from agency.db import WebhookDelivery, session_scope
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "agency.cli", "dispatcher"],
+        [sys.executable, "-m", "cli.main", "dispatcher"],
         env=env,
         stdout=open(logs / "dispatcher.log", "ab"),
         stderr=subprocess.STDOUT,
@@ -410,11 +410,11 @@ def main() -> None:
         _wait(f"{api_url}/health")
         sys.path.insert(0, str(PROJECT_DIR))
         from agency.db import upgrade
-        from agency.services import activate, add_client
-        from agency.services.webhooks import enable_webhook
         from agency.settings import Settings
         from deployments import ensure_work_pool
         from flows import catalog
+        from services import activate, add_client
+        from services.webhooks import enable_webhook
         from tests.workflows.echo_flow import ECHO
 
         catalog.WORKFLOWS[ECHO.slug] = ECHO
@@ -444,7 +444,7 @@ def main() -> None:
                 [
                     sys.executable,
                     "-m",
-                    "agency.cli",
+                    "cli.main",
                     "gateway",
                     "--no-dispatcher",
                     "--host",

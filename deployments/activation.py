@@ -1,7 +1,7 @@
 """Create, update, pause, resume and remove a client's Prefect deployment ``<workflow>/<client>``.
 
 This module speaks to Prefect only; the platform DB record and the audit log are written by
-``agency.services.activations``, which calls it.
+``services.activations``, which calls it.
 """
 
 from __future__ import annotations

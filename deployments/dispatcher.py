@@ -8,7 +8,7 @@ run, a dispatcher killed between creating a run and recording it creates no seco
 delivery's lease runs out and it is tried again. When Prefect is unreachable or answers 5xx, the
 delivery stays pending and is retried with exponential backoff; nothing is dropped.
 
-Deliveries of a batch activation are first grouped into batches (``deployments.gateway.batches``)
+Deliveries of a batch activation are first grouped into batches (``deployments.webhooks.batches``)
 and each batch becomes one run with ``events=[...]``, the batch id as idempotency key and the tag
 ``batch:<id>``. Every ``settle_seconds`` the dispatcher also fails, with the reason, the events
 of batch runs that ended without recording their outcomes (``deployments.settlement``).
@@ -36,7 +36,8 @@ from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 
 from agency.db import session_scope, utcnow
 from agency.db.outcomes import BATCH_TAG_PREFIX
-from deployments.gateway.batches import (
+from deployments.settlement import settle_ended_batches
+from deployments.webhooks.batches import (
     BatchConflict,
     ClaimedBatch,
     claim_due_batches,
@@ -45,9 +46,8 @@ from deployments.gateway.batches import (
     mark_batch_failed,
     mark_batch_retry,
 )
-from deployments.gateway.metrics import Metrics
-from deployments.gateway.outbox import Claimed, claim_due, mark_dispatched, mark_failed, mark_retry
-from deployments.settlement import settle_ended_batches
+from deployments.webhooks.metrics import Metrics
+from deployments.webhooks.outbox import Claimed, claim_due, mark_dispatched, mark_failed, mark_retry
 
 logger = logging.getLogger("agency.dispatcher")
 

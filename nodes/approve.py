@@ -3,7 +3,7 @@
 The node writes the request (message, kind, choices, data, node, workflow) as the flow run input
 ``agency-approval-<pause key>``, then pauses the flow run with Prefect's
 ``pause_flow_run(wait_for_input=ApprovalAnswer, timeout=...)``; the message is the input's
-description, so the Prefect UI shows it too. ``agency.services.approvals`` lists these requests
+description, so the Prefect UI shows it too. ``services.approvals`` lists these requests
 per client and resumes the run with an ``ApprovalAnswer``. When nobody answers within
 ``timeout_seconds`` the ``on_timeout`` policy applies: ``approve`` or ``reject`` continue the run
 with decision ``timed_out``; ``cancel`` raises ``ApprovalCancelled`` so the node, and with it

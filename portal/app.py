@@ -7,9 +7,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from agency.services import admin
 from portal.components import current_principal, friendly_errors, settings
 from portal.components.session import ACTING_CLIENT_KEY
+from services import admin
 
 PAGES = Path(__file__).resolve().parent / "pages"
 

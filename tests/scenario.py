@@ -26,9 +26,9 @@ from uuid import UUID
 import pytest
 from typer.testing import CliRunner
 
-from agency.cli import app
 from agency.settings import get_settings
 from blocks import ClientCredential, VaultConnection
+from cli.main import app
 from tests.fixtures.http_server import HttpServer, Reply
 from tests.fixtures.llm_server import LlmServer
 from tests.fixtures.smtp import SmtpServer

@@ -1,7 +1,7 @@
 """The signed-in session: settings, the principal in ``st.session_state``, plain-sentence errors.
 
 Pages never query anything themselves: they take the principal from here and call
-``agency.services``; errors become one sentence on the page, never a traceback.
+``services``; errors become one sentence on the page, never a traceback.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import httpx
 import streamlit as st
 
 from agency.errors import AgencyError, AuthFailed
-from agency.services.auth import Principal, check_session
 from agency.settings import Settings, get_settings
+from services.auth import Principal, check_session
 
 PRINCIPAL_KEY = "principal"
 ACTING_CLIENT_KEY = "acting_client"

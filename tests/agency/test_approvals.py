@@ -1,4 +1,4 @@
-"""``agency/services/approvals.py`` with the ``approve`` node on the real Prefect server.
+"""``services/approvals.py`` with the ``approve`` node on the real Prefect server.
 
 Each flow runs in a background thread of the test process (as a worker would run it); the test
 plays the reviewer through the service functions.
@@ -21,9 +21,9 @@ from sqlalchemy import select
 
 from agency.db import AuditLog, session_scope, upgrade
 from agency.errors import ApprovalCancelled, InputInvalid, NotFound
-from agency.services import ApprovalView, add_client, answer_approval, list_pending_approvals
 from agency.settings import Settings
 from nodes import ApproveInput, ApproveOutput, RouteInput, approve, route
+from services import ApprovalView, add_client, answer_approval, list_pending_approvals
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -227,8 +227,8 @@ def test_the_cancel_policy_stops_the_run_before_the_next_step(
 def test_the_cli_lists_and_answers(start: Callable[[ApproveInput], Background]) -> None:
     from typer.testing import CliRunner
 
-    from agency.cli import _settings
-    from agency.commands.approvals import approvals_app
+    from cli.commands.approvals import approvals_app
+    from cli.main import _settings
 
     settings = _settings()  # the CLI's own settings and platform DB
     client = f"appr-{secrets.token_hex(3)}"

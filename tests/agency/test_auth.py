@@ -12,9 +12,9 @@ from sqlalchemy import select
 
 from agency.db import AuditLog, User, session_scope, utcnow
 from agency.errors import AccessDenied, AuthFailed, InputInvalid
-from agency.services import add_client, authenticate, create_user
-from agency.services.auth import check_session, invite_user, require_agency, scope_client, sign_out
 from agency.settings import Settings
+from services import add_client, authenticate, create_user
+from services.auth import check_session, invite_user, require_agency, scope_client, sign_out
 
 PASSWORD = "correct horse battery"
 

@@ -9,8 +9,8 @@ from sqlalchemy import select
 
 from agency.db import AuditLog, session_scope
 from agency.errors import InputInvalid
-from agency.services.connection_tests import check_connection, check_credential
 from blocks import parse_credential
+from services.connection_tests import check_connection, check_credential
 from tests.fixtures.http_server import HttpServer, Reply
 from tests.fixtures.llm_server import LlmServer
 from tests.fixtures.portal import PortalWorld
@@ -94,7 +94,7 @@ def test_s3_head_bucket(s3_server: S3Server) -> None:
 def test_stored_credential_is_tested_for_own_client_and_audited(
     portal_world: PortalWorld, llm_server: LlmServer
 ) -> None:
-    from agency.services import workspace
+    from services import workspace
 
     w = portal_world
     data = {"api_key": llm_server.api_key, "base_url": llm_server.base_url}

@@ -1,4 +1,4 @@
-"""``agency/exporter.py`` and ``agency exporter`` against the session's real Prefect server and a
+"""``exporter/collector.py`` and ``agency exporter`` against the session's real Prefect server and a
 real platform DB (SQLite file, and PostgreSQL for the LLM sums), scraped over HTTP."""
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from prefect.states import Pending, Scheduled
 from prometheus_client.parser import text_string_to_metric_families
 
 from agency.db import record_llm_usage, upgrade
-from agency.exporter import NODE_BUCKETS, RunningExporter, serve_exporter
 from agency.settings import Settings
+from exporter.collector import NODE_BUCKETS, RunningExporter, serve_exporter
 from tests.fixtures._net import free_port, stop_process, wait_http
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -264,7 +264,7 @@ def test_scrape_answers_when_prefect_is_down(
     dead_api = f"http://127.0.0.1:{free_port()}/api"  # nothing listens there
     running = serve_exporter(settings, "127.0.0.1", 0, api_url=dead_api)
     try:
-        with caplog.at_level(logging.WARNING, logger="agency.exporter"):
+        with caplog.at_level(logging.WARNING, logger="exporter.collector"):
             first = scrape(running.url)
             second = scrape(running.url)
     finally:
@@ -275,7 +275,7 @@ def test_scrape_answers_when_prefect_is_down(
         tokens = {"client": "acme", "workflow": "digest", "model": "gpt-4o-mini"}
         assert value(samples, "agency_llm_tokens_total", **tokens, kind="prompt") == 4.0
         assert not [k for k in samples if k[0].startswith("agency_flow_runs_active")]
-    warnings = [r.getMessage() for r in caplog.records if r.name == "agency.exporter"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "exporter.collector"]
     assert len(warnings) == 1 and "cannot read prefect: ConnectError" in warnings[0], warnings
 
 
@@ -304,7 +304,7 @@ def test_agency_exporter_command(settings: Settings, prefect_server: str, tmp_pa
     }
     log = open(tmp_path / "exporter.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        [sys.executable, "-m", "agency.cli", "exporter", "--port", str(port)],
+        [sys.executable, "-m", "cli.main", "exporter", "--port", str(port)],
         stdout=log,
         stderr=subprocess.STDOUT,
         env=env,

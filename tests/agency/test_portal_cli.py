@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from agency.cli import app
-from agency.commands.portal import PORTAL_APP, streamlit_command
-from agency.services import authenticate
 from agency.settings import Settings, get_settings
+from cli.commands.portal import PORTAL_APP, streamlit_command
+from cli.main import app
+from services import authenticate
 
 
 @pytest.fixture

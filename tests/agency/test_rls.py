@@ -75,8 +75,8 @@ def test_scope_is_a_no_op_on_sqlite(sqlite_database_url: str) -> None:
 
 
 def test_client_session_scopes_service_reads(two_clients: str, tmp_path: object) -> None:
-    from agency.services.scoping import client_session
     from agency.settings import Settings
+    from services.scoping import client_session
 
     settings = Settings(database_url=two_clients)
     with client_session(settings, "beta") as session:

@@ -36,7 +36,9 @@ from agency.db import (
     upgrade,
 )
 from agency.errors import NotFound
-from agency.services import (
+from agency.settings import Settings
+from deployments import ensure_work_pool
+from services import (
     activations,
     api_keys,
     approvals,
@@ -46,12 +48,10 @@ from agency.services import (
     webhooks,
     workspace,
 )
-from agency.services.auth import Principal, authenticate, create_user
-from agency.services.clients import add_client
-from agency.services.rollback import rollback
-from agency.services.scoping import client_session, client_session_at
-from agency.settings import Settings
-from deployments import ensure_work_pool
+from services.auth import Principal, authenticate, create_user
+from services.clients import add_client
+from services.rollback import rollback
+from services.scoping import client_session, client_session_at
 from tests.fixtures.gateway import IDLE_POOL, serve
 from tests.fixtures.portal import make_run
 

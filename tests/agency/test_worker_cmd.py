@@ -18,7 +18,7 @@ from tests.fixtures._net import stop_process
 def test_agency_worker_creates_its_pool_and_serves_it(prefect_server: str) -> None:
     pool = f"prefork-cli-{uuid.uuid4().hex[:8]}"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "agency.cli", "worker", "--pool", pool, "--limit", "2"],
+        [sys.executable, "-m", "cli.main", "worker", "--pool", pool, "--limit", "2"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env=os.environ.copy(),

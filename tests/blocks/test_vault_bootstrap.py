@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from agency.cli import app
 from agency.errors import SecretStorePermissionDenied
 from agency.settings import get_settings
 from blocks import (
@@ -21,6 +20,7 @@ from blocks import (
     bootstrap_vault,
     load_credential,
 )
+from cli.main import app
 from tests.fixtures.vault import VaultServer
 
 pytestmark = pytest.mark.usefixtures("prefect_server")

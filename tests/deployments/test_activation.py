@@ -12,9 +12,9 @@ from sqlalchemy import select
 
 from agency.db import Activation, ActivationVersion, AuditLog, session_scope, upgrade
 from agency.errors import InputInvalid, NotFound
-from agency.services import activate, add_client, deactivate, list_activations, pause, resume
 from agency.settings import Settings
 from deployments import ensure_work_pool, next_runs
+from services import activate, add_client, deactivate, list_activations, pause, resume
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -184,7 +184,7 @@ def test_a_registered_spec_activates_like_a_prebuilt_workflow(
 def test_webhook_activations_move_to_the_prefork_pool_and_back(
     tmp_path: Path, client_slug: str
 ) -> None:
-    from agency.services.webhooks import disable_webhook, enable_webhook
+    from services.webhooks import disable_webhook, enable_webhook
 
     settings = Settings(
         home=tmp_path, work_pool="agency-activation-tests", webhook_work_pool="agency-route-prefork"

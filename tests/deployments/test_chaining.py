@@ -15,9 +15,9 @@ from prefect.exceptions import ObjectNotFound
 
 from agency.db import upgrade
 from agency.errors import NotFound
-from agency.services import activate, add_client
 from agency.settings import Settings
 from deployments.chaining import chain_name
+from services import activate, add_client
 
 
 def _runs(name: str) -> list[Any]:

@@ -12,9 +12,9 @@ from prefect.client.orchestration import get_client
 from prefect.server.schemas.schedules import CronSchedule as ServerCron
 
 from agency.db import upgrade
-from agency.services import activate, add_client
 from agency.settings import Settings
 from deployments import ensure_work_pool, next_runs
+from services import activate, add_client
 
 SETTINGS = {"source_url": "https://api.example.com/today", "recipients": ["ops@example.com"]}
 

@@ -16,11 +16,11 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
 from agency.db import upgrade
-from agency.services import add_client, answer_approval, list_pending_approvals
 from agency.settings import Settings, get_settings
 from blocks import save_credential
 from flows.newsletter_approval import NewsletterSettings, newsletter_approval
 from flows.review_sentiment import ReviewSentimentSettings, review_sentiment
+from services import add_client, answer_approval, list_pending_approvals
 from tests.fixtures.http_server import HttpServer
 from tests.fixtures.llm_server import LlmServer
 from tests.fixtures.smtp import SmtpServer

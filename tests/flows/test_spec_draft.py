@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from agency.cli import app
 from agency.settings import get_settings
+from cli.main import app
 from flows.spec_runner import load_spec
 from tests.fixtures.llm_server import LlmServer
 

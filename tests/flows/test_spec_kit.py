@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from agency.cli import app
 from agency.errors import SpecInvalid
 from blocks import save_credential
+from cli.main import app
 from flows.spec.kit import import_kit
 from flows.spec.validate import ensure_valid
 from flows.spec_runner import build_flow, load_spec

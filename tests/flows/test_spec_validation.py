@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from agency.cli import app
 from agency.errors import SpecInvalid
+from cli.main import app
 from flows.spec_runner import load_spec, validate_file
 
 GOOD = """\

@@ -21,12 +21,12 @@ from sqlalchemy import select
 from agency.db import WebhookBatch, WebhookDelivery, WebhookEndpoint, session_scope, upgrade
 from agency.db.outcomes import record_outcomes
 from agency.errors import InputInvalid
-from agency.services import activate, add_client
-from agency.services.api_keys import create_api_key
-from agency.services.webhooks import BatchPolicy, enable_webhook
 from agency.settings import Settings
 from deployments import ensure_work_pool, settlement
 from deployments.dispatcher import Dispatcher
+from services import activate, add_client
+from services.api_keys import create_api_key
+from services.webhooks import BatchPolicy, enable_webhook
 from tests.fixtures.gateway import (
     IDLE_POOL,
     ChildProcess,

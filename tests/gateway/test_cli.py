@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from agency.cli import app
 from agency.settings import get_settings
+from cli.main import app
 
 pytestmark = pytest.mark.usefixtures("prefect_server", "echo_workflows")
 

@@ -17,10 +17,10 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as fuzz_settings
 
 from agency.db import upgrade
-from agency.services.api_keys import create_api_key, list_api_keys, revoke_api_key
-from agency.services.webhooks import list_deliveries
 from agency.settings import Settings
 from deployments import ensure_work_pool
+from services.api_keys import create_api_key, list_api_keys, revoke_api_key
+from services.webhooks import list_deliveries
 from tests.fixtures.gateway import IDLE_POOL, RunningGateway, make_hook, serve
 
 

@@ -17,10 +17,10 @@ from prefect.client.schemas.filters import DeploymentFilter
 from sqlalchemy import func, select
 
 from agency.db import WebhookDelivery, session_scope
-from agency.services import pause
-from agency.services.webhooks import get_webhook, list_deliveries, rotate_webhook_secret
 from agency.settings import Settings
-from deployments.gateway.verifiers import VERIFIERS
+from deployments.webhooks.verifiers import VERIFIERS
+from services import pause
+from services.webhooks import get_webhook, list_deliveries, rotate_webhook_secret
 from tests.fixtures.gateway import RunningGateway, make_hook
 from tests.gateway.test_verifiers import signed
 
@@ -200,7 +200,7 @@ def test_rotation_keeps_old_secret_valid_during_grace(
 def test_rotation_after_grace_rejects_old_secret(
     gateway_settings: Settings, client_slug: str, echo_workflows: None
 ) -> None:
-    from deployments.gateway.secrets import valid_secrets
+    from deployments.webhooks.secrets import valid_secrets
 
     hook = make_hook(gateway_settings, client_slug)
     no_grace = gateway_settings.model_copy(update={"webhook_rotation_grace_seconds": 0})
@@ -262,7 +262,7 @@ def test_health_ready_and_metrics(
 def _count_secret_reads(monkeypatch: pytest.MonkeyPatch, delay: float = 0.0) -> list[str]:
     """Have the gateway's reads of the real secret store counted (the client of each read, in
     the returned list), each taking ``delay`` seconds more."""
-    from deployments.gateway import app as gateway_app
+    from gateway import intake as gateway_app
 
     reads: list[str] = []
     real = gateway_app.valid_secrets
@@ -285,8 +285,8 @@ def test_a_burst_on_a_cold_gateway_reads_each_secret_once(
     """Requests that find a webhook's secret (or target) not cached yet share one read of the
     store: a burst of 50 used to send 50 reads, and every request waited for its own. The real
     store is read; the wrapper counts the reads and makes each take 0.2 s, so they overlap."""
-    from deployments.gateway import app as gateway_app
-    from deployments.gateway.metrics import Metrics
+    from deployments.webhooks.metrics import Metrics
+    from gateway import intake as gateway_app
 
     make_hook(gateway_settings, client_slug)
     reads = _count_secret_reads(monkeypatch, delay=0.2)
@@ -312,8 +312,8 @@ def test_secret_rereads_after_bad_signatures_are_throttled(
     """The first failed signature re-reads the secret store at once (a rotation must take effect
     immediately); a flood of them re-reads it at most every SECRET_REFRESH_MIN. The real store
     is read; the wrapper only counts the reads."""
-    from deployments.gateway import app as gateway_app
-    from deployments.gateway.metrics import Metrics
+    from deployments.webhooks.metrics import Metrics
+    from gateway import intake as gateway_app
 
     make_hook(gateway_settings, client_slug)
     reads = _count_secret_reads(monkeypatch)

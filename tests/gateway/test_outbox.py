@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select, update
 
 from agency.db import Activation, Client, WebhookDelivery, session_scope, utcnow
-from deployments.gateway.outbox import (
+from deployments.webhooks.outbox import (
     Accepted,
     RateLimited,
     Result,

@@ -34,7 +34,7 @@ from sqlalchemy import select
 from agency.db import WebhookDelivery, session_scope, upgrade
 from agency.settings import Settings
 from deployments import ensure_work_pool
-from deployments.gateway.verifiers import VERIFIERS
+from deployments.webhooks.verifiers import VERIFIERS
 from tests.fixtures._net import free_port, stop_process, wait_http
 from tests.fixtures.gateway import (
     IDLE_POOL,

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from deployments.gateway.verifiers import (
+from deployments.webhooks.verifiers import (
     VERIFIERS,
     VerificationFailed,
     check_secret,

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from agency.commands.nodes import nodes_app
+from cli.commands.nodes import nodes_app
 from nodes.catalog import BUILTIN, CATALOG, ENTRY_POINT_GROUP, get_node, reload_catalog
 
 PLUGIN_SRC = Path(__file__).resolve().parent.parent / "plugin_pkg"
@@ -86,7 +86,7 @@ def test_an_installed_plugin_node_joins_the_catalog(caplog: pytest.LogCaptureFix
 def test_without_the_plugin_the_catalog_is_the_built_in_nodes() -> None:
     from importlib.metadata import entry_points
 
-    from agency.cli import app
+    from cli.main import app
 
     reload_catalog()
 

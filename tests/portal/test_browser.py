@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from agency.services import workspace
+from services import workspace
 from tests.fixtures._browser import ARTIFACTS, launch_chromium, portal_process
 from tests.fixtures.http_server import HttpServer, Reply
 from tests.fixtures.llm_server import LlmServer

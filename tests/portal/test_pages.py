@@ -14,8 +14,8 @@ from streamlit.testing.v1 import AppTest
 
 from agency.db import record_llm_usage, utcnow
 from agency.errors import NotFound
-from agency.services import runs, workspace
 from agency.settings import get_settings
+from services import runs, workspace
 from tests.fixtures.llm_server import LlmServer
 from tests.fixtures.portal import PASSWORD, PendingApproval, PortalWorld, make_run
 
@@ -235,7 +235,7 @@ def test_agency_clients_create_invite_runs_and_costs(world: PortalWorld) -> None
     next(t for t in at.text_input if t.label == "Email").input("new.user@newco.test")
     next(b for b in at.button if b.label == "Invite").click().run()
     temporary = at.code[-1].value
-    from agency.services import authenticate
+    from services import authenticate
 
     assert authenticate(world.settings, "new.user@newco.test", temporary).client == new_slug
 

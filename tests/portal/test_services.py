@@ -16,8 +16,8 @@ from sqlalchemy import select
 
 from agency.db import AuditLog, record_llm_usage, session_scope, utcnow
 from agency.errors import AccessDenied, AuthFailed, InputInvalid, NotFound
-from agency.services import admin, runs, usage, workspace
-from agency.services.connection_tests import check_connection
+from services import admin, runs, usage, workspace
+from services.connection_tests import check_connection
 from tests.fixtures.portal import PortalWorld, make_run
 
 DIGEST = {"source_url": "https://api.example.test/today", "recipients": ["team@example.test"]}

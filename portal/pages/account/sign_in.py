@@ -5,9 +5,9 @@ from __future__ import annotations
 import streamlit as st
 
 from agency.errors import AuthFailed
-from agency.services import authenticate
 from portal.components import friendly_errors, settings
 from portal.components.session import FLASH_KEY, PRINCIPAL_KEY
+from services import authenticate
 
 st.title("Sign in")
 flash = st.session_state.pop(FLASH_KEY, None)

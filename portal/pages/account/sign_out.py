@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from agency.services.auth import sign_out
 from portal.components import current_principal, friendly_errors, settings
 from portal.components.session import ACTING_CLIENT_KEY, FLASH_KEY, PRINCIPAL_KEY
+from services.auth import sign_out
 
 who = current_principal()
 if who is not None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from agency.services import admin
 from portal.components import friendly_errors, principal, settings
+from services import admin
 
 st.title("All runs")
 with friendly_errors():

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from agency.services import workspace
-from agency.services.connection_tests import TESTABLE_KINDS, check_connection
 from portal.components import acting_client, friendly_errors, model_form, principal, settings
+from services import workspace
+from services.connection_tests import TESTABLE_KINDS, check_connection
 
 st.title("Credentials")
 s, who, client = settings(), principal(), acting_client()

@@ -7,8 +7,8 @@ from datetime import timedelta
 
 import streamlit as st
 
-from agency.services import runs, workspace
 from portal.components import acting_client, friendly_errors, principal, settings
+from services import runs, workspace
 
 ICONS = {
     "COMPLETED": "✅",

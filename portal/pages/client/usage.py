@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from agency.services import usage
 from portal.components import acting_client, friendly_errors, principal, settings
+from services import usage
 
 st.title("Usage")
 with friendly_errors():

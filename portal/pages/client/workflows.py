@@ -6,8 +6,8 @@ from __future__ import annotations
 import streamlit as st
 
 from agency.errors import AgencyError
-from agency.services import workspace
 from portal.components import acting_client, friendly_errors, model_form, principal, settings
+from services import workspace
 
 PRESETS = {
     "Every day at 07:00": "0 7 * * *",

@@ -1,0 +1,173 @@
+"""The embedded platform stack behind ``agency up`` / ``make up``.
+
+Starts a real ``prefect server start`` on SQLite (health in ~4 s, unlike ephemeral mode's 8-15 s
+per process), applies platform DB migrations, registers our block types, creates the ``agency``
+process work pool and starts one worker, and an ``agency-prefork`` pool with one prefork worker.
+Ctrl-C stops every process it started.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+from cryptography.fernet import Fernet
+
+from agency.settings import Settings
+
+
+def encryption_key(settings: Settings) -> str:
+    """The Prefect server's Fernet key, generated once into ``<home>/prefect-encryption.key``.
+
+    Prefect encrypts block documents (our embedded secret store) with this key; kept outside the
+    database, a stolen ``prefect.db`` alone does not reveal client secrets. Mode 0600.
+    """
+    path = settings.home / "prefect-encryption.key"
+    if not path.exists():
+        settings.home.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(Fernet.generate_key().decode())
+    os.chmod(path, 0o600)
+    return path.read_text().strip()
+
+
+def stack_environment(settings: Settings) -> dict[str, str]:
+    """Environment for every process of the embedded stack."""
+    api_url = f"http://{settings.api_host}:{settings.api_port}/api"
+    return {
+        **os.environ,
+        "PREFECT_HOME": str(settings.home / "prefect"),
+        "PREFECT_API_URL": api_url,
+        "PREFECT_SERVER_ENCRYPTION_KEY": encryption_key(settings),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        # "Run now" should start within a couple of seconds, not the default 10 s poll
+        "PREFECT_WORKER_QUERY_SECONDS": "2",
+        "PREFECT_RUNNER_POLL_FREQUENCY": "2",
+        "AGENCY_HOME": str(settings.home),
+        "PYTHONPATH": os.pathsep.join(
+            p for p in (str(settings.project_dir), os.environ.get("PYTHONPATH", "")) if p
+        ),
+    }
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"Prefect server exited with code {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(f"Prefect server not healthy at {url} after {timeout:.0f}s")
+
+
+def run_stack(settings: Settings) -> int:
+    """Start the stack, print its URLs and wait for Ctrl-C; return an exit code."""
+    env = stack_environment(settings)
+    logs = settings.home / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    prefect = [sys.executable, "-m", "prefect"]
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(name: str, args: list[str]) -> subprocess.Popen[bytes]:
+        out = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
+        proc = subprocess.Popen(
+            args, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=settings.project_dir
+        )
+        procs.append(proc)
+        return proc
+
+    def stop(*_: object) -> None:
+        for proc in reversed(procs):
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        print(f"starting Prefect server on {env['PREFECT_API_URL']} (logs in {logs})", flush=True)
+        server = start(
+            "prefect-server",
+            prefect
+            + ["server", "start", "--host", settings.api_host, "--port", str(settings.api_port)],
+        )
+        _wait_healthy(f"{env['PREFECT_API_URL']}/health", server)
+
+        from agency.db import upgrade
+
+        upgrade(settings.platform_database_url)
+        subprocess.run(
+            prefect + ["block", "register", "-m", "blocks"],
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            cwd=settings.project_dir,
+        )
+        # Prefect automations that crash and reschedule the runs of a dead worker machine
+        recovery = "from deployments.recovery import ensure_crash_recovery as e; e()"
+        if subprocess.run(
+            [sys.executable, "-c", recovery], env=env, cwd=settings.project_dir
+        ).returncode:
+            print("warning: crash-recovery automations not installed", file=sys.stderr)
+        subprocess.run(
+            prefect
+            + ["work-pool", "create", settings.work_pool, "--type", "process", "--overwrite"],
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        start(
+            "worker",
+            prefect + ["worker", "start", "--pool", settings.work_pool, "--type", "process"],
+        )
+        # runs forked from a warm template: webhook-started activations go here (see README)
+        prefork_pool = settings.webhook_work_pool or "agency-prefork"
+        start(
+            "prefork-worker",
+            [sys.executable, "-m", "cli.main", "worker", "--pool", prefork_pool, "--limit", "4"],
+        )
+        gateway = start(
+            "gateway",
+            [sys.executable, "-m", "cli.main", "gateway"]
+            + ["--host", settings.gateway_host, "--port", str(settings.gateway_port)],
+        )
+        _wait_healthy(f"http://{settings.gateway_host}:{settings.gateway_port}/healthz", gateway)
+        from cli.commands.portal import portal_url, streamlit_command
+
+        start("portal", streamlit_command(settings))
+        ui = env["PREFECT_API_URL"].removesuffix("/api")
+        print(
+            "\nagency platform is up (embedded default)\n"
+            f"  portal       {portal_url(settings)} (agency user add EMAIL --role agency)\n"
+            f"  Prefect UI   {ui}\n"
+            f"  Prefect API  {env['PREFECT_API_URL']}\n"
+            f"  platform DB  {settings.platform_database_url}\n"
+            f"  secrets      Prefect block storage (key: {settings.home}/prefect-encryption.key)\n"
+            f"  work pools   {settings.work_pool} (1 process worker: cron and manual runs), "
+            f"{prefork_pool} (1 prefork worker: webhook-started runs)\n"
+            f"  webhooks     {settings.gateway_url}/hooks/<client>/<workflow> (API docs /docs)\n"
+            "Press Ctrl-C to stop.",
+            flush=True,
+        )
+        while all(p.poll() is None for p in procs):
+            time.sleep(1)
+        dead = [p.args for p in procs if p.poll() is not None]
+        print(f"a process stopped unexpectedly: {dead}; see {logs}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nstopping...", flush=True)
+        return 0
+    finally:
+        stop()
