@@ -6,11 +6,13 @@ import time.
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 # USD per million tokens (prompt, completion); override with AGENCY_LLM_PRICES='{"model": [i, o]}'.
@@ -27,7 +29,9 @@ DEFAULT_LLM_PRICES: dict[str, tuple[float, float]] = {
 class Settings(BaseSettings):
     """Everything configurable about the platform; environment variables use the AGENCY_ prefix."""
 
-    model_config = SettingsConfigDict(env_prefix="AGENCY_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="AGENCY_", env_file=".env", extra="ignore", populate_by_name=True
+    )
 
     home: Path = Field(
         default=Path.home() / ".agency",
@@ -53,6 +57,11 @@ class Settings(BaseSettings):
     draft_model: str = Field(default="gpt-4o-mini", description="Model for `agency spec draft`.")
     spec_dir: Path | None = Field(
         default=None, description="Registered workflow specs; default: flows/specs/ in the repo."
+    )
+    secrets_key: SecretStr | None = Field(
+        default=None,
+        description="Fernet key the embedded store encrypts client secrets with before Prefect "
+        "stores them; default: generated once into `<home>/secrets.key` (0600).",
     )
     vault_addr: str | None = Field(
         default=None, description="Vault address; when unset the embedded secret store is used."
@@ -84,9 +93,18 @@ class Settings(BaseSettings):
         default=None,
         description="Directory of the local file storage nodes use; default: `<home>/files`.",
     )
-    scrape_allow_hosts: list[str] = Field(
+    egress_allow: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
-        description="Hosts or IPs the scrape node may fetch although private/loopback/link-local.",
+        validation_alias=AliasChoices("AGENCY_EGRESS_ALLOW", "AGENCY_SCRAPE_ALLOW_HOSTS"),
+        description="Host names, IPs or CIDRs on a private network that client-supplied addresses "
+        "may reach (comma-separated or a JSON list); the platform's own services stay refused. "
+        "`AGENCY_SCRAPE_ALLOW_HOSTS` is an older name for it.",
+    )
+    egress_platform_endpoints: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="More `host:port` of the platform's own services that no client-supplied "
+        "address may reach, beside those the settings name (Prefect API, DBs, Vault, Redis, "
+        "gateway, portal).",
     )
     llm_prices: dict[str, tuple[float, float]] = Field(
         default_factory=lambda: dict(DEFAULT_LLM_PRICES),
@@ -108,6 +126,14 @@ class Settings(BaseSettings):
         default=5, description="Failed sign-ins in a row that lock an account."
     )
     lockout_minutes: int = Field(default=15, description="How long a locked account stays locked.")
+
+    @field_validator("egress_allow", "egress_platform_endpoints", mode="before")
+    @classmethod
+    def _list(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            return json.loads(text) if text.startswith("[") else text.replace(",", " ").split()
+        return value
 
     @field_validator("home", mode="after")
     @classmethod

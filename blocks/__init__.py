@@ -26,13 +26,16 @@ from blocks.registry import (
     vault_connection_from_settings,
 )
 from blocks.stored_secret import StoredSecret
-from blocks.stores.base import SecretStore, StoredSecretRef
-from blocks.stores.embedded import PrefectBlockSecretStore
+from blocks.stores.base import CLIENT_AREA, WEBHOOK_AREA, SecretStore, StoredSecretRef
+from blocks.stores.embedded import PrefectBlockSecretStore, embedded_store_key
 from blocks.stores.vault import VaultSecretStore, client_policy
 from blocks.vault_bootstrap import ClientAppRole, bootstrap_client, bootstrap_vault
 from blocks.vault_connection import VaultConnection
 
 __all__ = [
+    "CLIENT_AREA",
+    "WEBHOOK_AREA",
+    "embedded_store_key",
     "CREDENTIAL_KINDS",
     "ClientAppRole",
     "ClientCredential",

@@ -13,7 +13,7 @@ from agency.errors import CredentialInvalid, CredentialMissing
 from agency.redaction import register_secret
 from blocks.kinds import CredentialModel, kind_model, parse_credential
 from blocks.stores.base import SecretStore
-from blocks.stores.embedded import PrefectBlockSecretStore
+from blocks.stores.embedded import PrefectBlockSecretStore, embedded_store_key
 from blocks.stores.vault import VaultSecretStore
 from blocks.vault_connection import VaultConnection
 
@@ -61,7 +61,9 @@ class ClientCredential(SecretBlock):
                     self.client, self.kind, self.name, "no Vault connection is recorded"
                 )
             return VaultSecretStore(VaultConnection.load(self.vault_connection))
-        return PrefectBlockSecretStore()
+        from agency.settings import get_settings
+
+        return PrefectBlockSecretStore(embedded_store_key(get_settings()))
 
     def resolve(self) -> CredentialModel:
         """Read the values from the store and return the validated credential model.

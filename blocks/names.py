@@ -27,9 +27,10 @@ def credential_block_name(client: str, kind: str, name: str) -> str:
     return f"{client}-{kind.replace('_', '-')}-{name}"
 
 
-def vault_secret_path(client: str, kind: str, name: str) -> str:
-    """Path of a client's secret inside the KV v2 mount: ``clients/<client>/<kind>/<name>``."""
-    return f"clients/{client}/{kind}/{name}"
+def vault_secret_path(client: str, kind: str, name: str, area: str = "clients") -> str:
+    """Path of a client's secret inside the KV v2 mount: ``<area>/<client>/<kind>/<name>``
+    (``clients/...`` for credentials)."""
+    return f"{area}/{client}/{kind}/{name}"
 
 
 def read_documents_by_type(api: Any, slug: str) -> list[Any]:

@@ -13,8 +13,8 @@ from agency.settings import Settings, get_settings
 from blocks.client_credential import ClientCredential
 from blocks.kinds import CredentialModel, kind_model, parse_credential
 from blocks.names import check_slug, credential_block_name, read_documents_by_type
-from blocks.stores.base import SecretStore, StoredSecretRef
-from blocks.stores.embedded import PrefectBlockSecretStore
+from blocks.stores.base import CLIENT_AREA, SecretStore, StoredSecretRef
+from blocks.stores.embedded import PrefectBlockSecretStore, embedded_store_key
 from blocks.stores.vault import VaultSecretStore
 from blocks.vault_bootstrap import bootstrap_client, bootstrap_vault, client_vault_block
 from blocks.vault_connection import VaultConnection
@@ -34,12 +34,16 @@ def vault_connection_from_settings(settings: Settings) -> VaultConnection:
     )
 
 
-def get_secret_store(settings: Settings | None = None) -> SecretStore:
-    """Vault when ``AGENCY_VAULT_ADDR`` is set, else the embedded Prefect-block store."""
+def get_secret_store(settings: Settings | None = None, area: str = CLIENT_AREA) -> SecretStore:
+    """Vault when ``AGENCY_VAULT_ADDR`` is set, else the embedded Prefect-block store.
+
+    ``area`` is ``CLIENT_AREA`` for client credentials or ``WEBHOOK_AREA`` for the platform's
+    webhook signing secrets, kept apart from them.
+    """
     settings = settings or get_settings()
     if settings.uses_vault:
-        return VaultSecretStore(vault_connection_from_settings(settings))
-    return PrefectBlockSecretStore()
+        return VaultSecretStore(vault_connection_from_settings(settings), area=area)
+    return PrefectBlockSecretStore(embedded_store_key(settings), area=area)
 
 
 def save_credential(

@@ -17,6 +17,7 @@ import typer
 
 from agency.settings import get_settings
 from cli.commands._common import clear_errors, ready_settings
+from cli.stack import AUTH_FILE
 
 app = typer.Typer(help="Managed workflow agency platform on Prefect.", no_args_is_help=True)
 client_app = typer.Typer(help="Onboard and list clients.", no_args_is_help=True)
@@ -302,7 +303,12 @@ _register_exporter(app)
 def main() -> None:
     """Console entry point: point Prefect at the platform's server unless told otherwise."""
     settings = get_settings()
-    os.environ.setdefault("PREFECT_API_URL", f"http://{settings.api_host}:{settings.api_port}/api")
+    if "PREFECT_API_URL" not in os.environ:
+        # the embedded stack's API: its auth string is in the platform home (``agency up``)
+        os.environ["PREFECT_API_URL"] = f"http://{settings.api_host}:{settings.api_port}/api"
+        auth = settings.home / AUTH_FILE
+        if "PREFECT_API_AUTH_STRING" not in os.environ and auth.is_file():
+            os.environ["PREFECT_API_AUTH_STRING"] = auth.read_text().strip()
     app()
 
 

@@ -3,12 +3,14 @@
 Starts a real ``prefect server start`` on SQLite (health in ~4 s, unlike ephemeral mode's 8-15 s
 per process), applies platform DB migrations, registers our block types, creates the ``agency``
 process work pool and starts one worker, and an ``agency-prefork`` pool with one prefork worker.
-Ctrl-C stops every process it started.
+Ctrl-C stops every process it started. The Prefect API requires an auth string generated once
+into ``<home>/prefect-api-auth`` (see :func:`api_auth_string`).
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -17,7 +19,10 @@ import time
 import httpx
 from cryptography.fernet import Fernet
 
+from agency.keyfiles import secret_file
 from agency.settings import Settings
+
+AUTH_FILE = "prefect-api-auth"
 
 
 def encryption_key(settings: Settings) -> str:
@@ -26,24 +31,32 @@ def encryption_key(settings: Settings) -> str:
     Prefect encrypts block documents (our embedded secret store) with this key; kept outside the
     database, a stolen ``prefect.db`` alone does not reveal client secrets. Mode 0600.
     """
-    path = settings.home / "prefect-encryption.key"
-    if not path.exists():
-        settings.home.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(Fernet.generate_key().decode())
-    os.chmod(path, 0o600)
-    return path.read_text().strip()
+    return secret_file(
+        settings.home / "prefect-encryption.key", lambda: Fernet.generate_key().decode()
+    )
+
+
+def api_auth_string(settings: Settings) -> str:
+    """The Prefect API's auth string, generated once into ``<home>/prefect-api-auth`` (0600).
+
+    The server requires it (``PREFECT_SERVER_API_AUTH_STRING``) on every call but ``/health``
+    and ``/ready``; every process of the stack sends it (``PREFECT_API_AUTH_STRING``), and so
+    does the ``agency`` CLI in another shell, which reads this file.
+    """
+    return secret_file(settings.home / AUTH_FILE, lambda: secrets.token_urlsafe(32))
 
 
 def stack_environment(settings: Settings) -> dict[str, str]:
     """Environment for every process of the embedded stack."""
     api_url = f"http://{settings.api_host}:{settings.api_port}/api"
+    auth = api_auth_string(settings)
     return {
         **os.environ,
         "PREFECT_HOME": str(settings.home / "prefect"),
         "PREFECT_API_URL": api_url,
         "PREFECT_SERVER_ENCRYPTION_KEY": encryption_key(settings),
+        "PREFECT_SERVER_API_AUTH_STRING": auth,
+        "PREFECT_API_AUTH_STRING": auth,
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         # "Run now" should start within a couple of seconds, not the default 10 s poll
         "PREFECT_WORKER_QUERY_SECONDS": "2",

@@ -7,10 +7,13 @@
 | 404    | `not_found`             | unknown client or workflow (one answer for both)           |
 | 409    | `inactive`              | activation paused/deactivated, or its webhook disabled     |
 | 413    | `payload_too_large`     | body over 1 MiB (checked while reading)                    |
+| 400    | `body_incomplete`       | the sender disconnected mid-body (logged as one line)      |
 | 401    | `signature_invalid`     | missing or wrong signature / token                         |
 | 401    | `timestamp_out_of_range`| signed timestamp more than 5 minutes off                   |
 | 415    | `not_json`              | content type or body is not JSON                           |
-| 422    | `payload_invalid`       | JSON that is not an object, or fails the workflow's model  |
+| 422    | `payload_invalid`       | not an object, NaN / Infinity / a number too large, or     |
+|        |                         | fails the workflow's model                                 |
+| 400    | `delivery_id_too_long`  | the sender's delivery id is over 255 characters            |
 | 200    | —                       | repeat of a sender delivery id within 24 h (first id back) |
 | 429    | `rate_limited`          | over the activation's hourly budget (`Retry-After` set)    |
 | 202    | —                       | persisted to the outbox: `{"delivery_id": ...}`            |
@@ -24,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +37,7 @@ import anyio
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
+from starlette.requests import ClientDisconnect
 
 from agency.db import session_scope
 from agency.settings import Settings
@@ -59,6 +64,7 @@ logger = logging.getLogger("agency.gateway")
 _T = TypeVar("_T")
 
 MAX_BODY_BYTES = 1024 * 1024
+MAX_DELIVERY_ID = 255  # the outbox's dedupe_key column
 TARGET_TTL = 1.0
 SECRET_TTL = 30.0
 SECRET_REFRESH_MIN = 0.2
@@ -185,12 +191,34 @@ async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise Rejected(413, "payload_too_large", "The body is over 1 MiB.")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise Rejected(413, "payload_too_large", "The body is over 1 MiB.")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise Rejected(413, "payload_too_large", "The body is over 1 MiB.")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # the sender went away mid-body: nothing to answer, nothing persisted, one log line
+        logger.warning(
+            "%s %s: the sender disconnected after %d bytes", request.method, request.url.path, size
+        )
+        raise Rejected(400, "body_incomplete", "The body was cut off.") from None
     return b"".join(chunks)
+
+
+class _NotStandardJson(Exception):
+    """A number JSON does not have: NaN, Infinity, or one too large for a double."""
+
+
+def _no_constant(name: str) -> float:
+    raise _NotStandardJson(f"{name} is not a JSON number.")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotStandardJson(f"The number {text[:40]} is too large.")
+    return value
 
 
 def parse_event(content_type: str | None, body: bytes, model: type[BaseModel] | None) -> dict:
@@ -201,7 +229,9 @@ def parse_event(content_type: str | None, body: bytes, model: type[BaseModel] | 
     ):
         raise Rejected(415, "not_json", "Send the event as application/json.")
     try:
-        payload = json.loads(body)
+        payload = json.loads(body, parse_constant=_no_constant, parse_float=_finite)
+    except _NotStandardJson as exc:
+        raise Rejected(422, "payload_invalid", str(exc)) from None
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise Rejected(415, "not_json", "The body is not valid JSON.") from None
     if not isinstance(payload, dict):
@@ -269,11 +299,18 @@ async def accept(gateway: Gateway, target: Target, request: Request) -> Response
 async def admit(
     gateway: Gateway, target: Target, payload: dict[str, Any], dedupe: str | None, source: str
 ) -> Response:
-    """Dedupe, rate-limit and persist one event: 200 (duplicate), 429 or 202.
+    """Dedupe, rate-limit and persist one event: 400 (delivery id too long), 200 (duplicate),
+    429 or 202.
 
     The budget is the activation's deliveries of the last hour in the platform DB, checked in
     the transaction that writes the row, so every gateway replica shares it.
     """
+    if dedupe is not None and len(dedupe) > MAX_DELIVERY_ID:
+        raise Rejected(
+            400,
+            "delivery_id_too_long",
+            f"The delivery id is over {MAX_DELIVERY_ID} characters.",
+        )
     limit = target.rate_limit_per_hour or gateway.settings.webhook_rate_limit_per_hour
     result = await asyncio.wrap_future(
         gateway.committer.submit(Submission(target, payload, dedupe, source, limit))

@@ -13,13 +13,16 @@ one output model::
     def ping(params: PingInput) -> PingOutput: ...
 
 Every node retries ``DEFAULT_RETRIES`` times with exponential backoff and jitter, but only when
-the failure is a ``TransientNodeError``; anything else fails after one attempt.
+the failure is a ``TransientNodeError``; anything else fails after one attempt. A connection the
+egress guard refuses (``EgressRefused``, permanent) is also written to the audit log with the
+client and the workflow.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import wraps
 from typing import Any, TypeVar
 
 from prefect import Task, task
@@ -28,6 +31,7 @@ from prefect.client.schemas.objects import State, TaskRun
 from prefect.tasks import exponential_backoff
 from pydantic import BaseModel, ConfigDict, Field
 
+from agency.egress import EgressRefused
 from agency.errors import PermanentNodeError, SecretStoreUnavailable, TransientNodeError
 from blocks import CredentialModel, load_credential
 
@@ -101,8 +105,16 @@ def node_task(
     """
 
     def decorate(fn: Callable[[InputT], OutputT]) -> Task[[InputT], OutputT]:
+        @wraps(fn)
+        def audited(params: InputT) -> OutputT:
+            try:
+                return fn(params)
+            except EgressRefused as exc:
+                _audit_refusal(params.client, exc)
+                raise
+
         node = task(
-            fn,
+            audited,
             name=kind,
             retries=DEFAULT_RETRIES,
             retry_delay_seconds=exponential_backoff(DEFAULT_BACKOFF_SECONDS),
@@ -114,6 +126,28 @@ def node_task(
         return node
 
     return decorate
+
+
+def _audit_refusal(client: str, error: EgressRefused) -> None:
+    """Put a refused connection in the audit log with client and workflow (best effort)."""
+    from prefect import get_run_logger
+    from prefect.runtime import flow_run
+
+    from agency.db import record_egress_refusal
+    from agency.settings import get_settings
+
+    try:
+        record_egress_refusal(
+            get_settings().platform_database_url,
+            client=client,
+            workflow=current_workflow(),
+            flow_run_id=flow_run.id,
+            error=error,
+        )
+    except Exception as exc:  # the refusal itself must reach the run, whatever the audit does
+        get_run_logger().warning(
+            "Could not audit the refused connection to %s: %s", error.host, type(exc).__name__
+        )
 
 
 def resolve_credential(client: str, kind: str, name: str, model: type[CredentialT]) -> CredentialT:

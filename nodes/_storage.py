@@ -14,6 +14,7 @@ from typing import Protocol
 
 from prefect.runtime import flow_run
 
+from agency.egress import egress_policy
 from agency.errors import PermanentNodeError, TransientNodeError, status_to_error
 from agency.settings import get_settings
 from blocks import S3Credential
@@ -82,6 +83,8 @@ class S3Store:
         # prefect-aws pulls in boto3 and its workers: import it only when S3 is used
         from prefect_aws import AwsClientParameters, AwsCredentials, S3Bucket
 
+        if cred.endpoint_url:  # an S3-compatible service the client named
+            egress_policy().check_url(cred.endpoint_url)
         self.bucket_name = cred.bucket
         self._bucket = S3Bucket(
             bucket_name=cred.bucket,

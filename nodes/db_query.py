@@ -22,6 +22,7 @@ from psycopg import errors as pgerrors
 from psycopg.rows import dict_row
 from pydantic import Field, field_validator
 
+from agency.egress import postgres_target
 from agency.errors import PermanentNodeError, TransientNodeError
 from blocks import PostgresCredential
 from nodes._base import CredentialInput, NodeOutput, NodeSpec, node_task, resolve_credential
@@ -128,8 +129,7 @@ def db_query(params: DbQueryInput) -> DbQueryOutput:
     timeout_ms = int(params.timeout_seconds * 1000)
     try:
         with psycopg.connect(
-            host=cred.host,
-            port=cred.port,
+            **postgres_target(cred.host, cred.port),
             dbname=cred.database,
             user=cred.username,
             password=cred.password.get_secret_value() if cred.password else None,

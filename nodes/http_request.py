@@ -6,6 +6,10 @@ Sends ``<method> <url>`` with the given headers, query parameters and JSON body.
 408/425/429/5xx, timeouts and connection errors raise ``TransientNodeError`` (retried); any other
 4xx raises ``PermanentNodeError``. Error messages carry the method, the URL without its query and
 a snippet of the answer, never a request header.
+
+Every connection, each redirect hop included, goes through the egress guard
+(:mod:`agency.egress`): a private or platform address is refused with ``PermanentNodeError``.
+``query`` is merged into the URL's own query string, which is kept.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import httpx
 from prefect import get_run_logger
 from pydantic import Field, field_validator
 
+from agency.egress import guarded_client
 from agency.errors import PermanentNodeError, TransientNodeError, status_to_error
 from agency.redaction import redact
 from blocks import HttpAuthCredential
@@ -41,7 +46,7 @@ class HttpRequestInput(NodeInput):
     query: dict[str, QueryValue] = Field(
         default_factory=dict,
         title="Query parameters",
-        description="Appended to the URL; a list value repeats the parameter.",
+        description="Merged into the URL's own query; a list value repeats the parameter.",
     )
     json_body: Any = Field(
         default=None, title="JSON body", description="Sent as application/json when set."
@@ -115,16 +120,14 @@ def http_request(params: HttpRequestInput) -> HttpRequestOutput:
 
     where = _where(params.method, params.url)
     try:
-        with httpx.Client(
+        url = httpx.URL(params.url)
+        if params.query:  # ``params=`` would replace the URL's own query string
+            url = url.copy_merge_params(params.query)
+        with guarded_client(
             timeout=params.timeout_seconds, follow_redirects=params.follow_redirects
         ) as http:
             response = http.request(
-                params.method,
-                params.url,
-                headers=headers,
-                params=params.query,
-                json=params.json_body,
-                auth=auth,
+                params.method, url, headers=headers, json=params.json_body, auth=auth
             )
     except httpx.TimeoutException as exc:
         raise TransientNodeError(

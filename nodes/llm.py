@@ -32,6 +32,7 @@ from prefect.context import TaskRunContext
 from prefect.runtime import flow_run
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from agency.egress import guarded_client
 from agency.errors import AgencyError, PermanentNodeError, TransientNodeError, status_to_error
 from agency.redaction import redact
 from agency.settings import get_settings
@@ -171,6 +172,8 @@ def _api_error(endpoint: str, exc: openai.OpenAIError) -> AgencyError:
 
     if isinstance(exc, openai.APITimeoutError):
         return TransientNodeError(f"LLM endpoint {endpoint} did not answer in time.")
+    if isinstance(exc, openai.APIConnectionError) and isinstance(exc.__cause__, AgencyError):
+        return exc.__cause__  # the egress guard refused the address, or it did not resolve
     if isinstance(exc, openai.APIConnectionError):
         return TransientNodeError(f"Cannot reach LLM endpoint {endpoint}: {exc}")
     if isinstance(exc, openai.APIStatusError):
@@ -295,6 +298,7 @@ def llm(params: LlmInput) -> LlmOutput:
         organization=cred.organization,
         max_retries=0,  # Prefect's retry policy is the only one
         timeout=params.timeout_seconds,
+        http_client=guarded_client(timeout=params.timeout_seconds),
     ) as api:
         for attempt in ("first", "repair"):
             try:

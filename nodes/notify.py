@@ -26,6 +26,7 @@ from prefect import get_run_logger
 from prefect.runtime import task_run
 from pydantic import Field, field_validator
 
+from agency.egress import guarded_client
 from agency.errors import PermanentNodeError, TransientNodeError, status_to_error
 from agency.redaction import redact
 from blocks import SlackWebhookCredential
@@ -98,7 +99,8 @@ def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
 
 def _post(where: str, url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
     try:
-        response = httpx.post(url, content=body, headers=headers, timeout=timeout)
+        with guarded_client(timeout=timeout) as http:
+            response = http.post(url, content=body, headers=headers)
     except httpx.TimeoutException as exc:
         raise TransientNodeError(f"{where} timed out after {timeout:g} s.") from exc
     except httpx.TransportError as exc:

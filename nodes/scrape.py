@@ -1,9 +1,10 @@
 """The ``scrape`` node: fetch one HTML page politely and pick values out with CSS selectors.
 
 Protocol: ``GET <url>`` with ``User-Agent: agency-platform-scraper/1.0`` and
-``Accept: text/html``; redirects are followed by hand (at most 5) so that every hop passes the
-address guard. The guard resolves the host and refuses private, loopback, link-local, multicast
-and reserved addresses unless the host or address is in ``AGENCY_SCRAPE_ALLOW_HOSTS``. A page
+``Accept: text/html``; redirects are followed by hand (at most 5), and every hop passes the
+egress guard (:mod:`agency.egress`), which refuses private, loopback, link-local, multicast and
+reserved addresses unless allow-listed in ``AGENCY_EGRESS_ALLOW``, and connects to the address
+it checked. A page
 over ``max_bytes`` or slower than ``timeout_seconds`` in total is refused. 2xx answers are parsed
 with BeautifulSoup (``html.parser``) and soupsieve selectors; 408/425/429/5xx, timeouts and
 connection errors raise ``TransientNodeError``; other 4xx, a non-HTML answer and a refused
@@ -12,8 +13,6 @@ address raise ``PermanentNodeError``.
 
 from __future__ import annotations
 
-import ipaddress
-import socket
 import time
 from typing import Any
 from urllib.parse import urljoin
@@ -23,8 +22,8 @@ import soupsieve
 from bs4 import BeautifulSoup
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from agency.egress import guarded_client
 from agency.errors import PermanentNodeError, TransientNodeError, status_to_error
-from agency.settings import get_settings
 from nodes._base import NodeInput, NodeOutput, NodeSpec, node_task
 
 KIND = "scrape"
@@ -106,35 +105,12 @@ class ScrapeOutput(NodeOutput):
     size: int = Field(title="Size", description="Bytes of the page.")
 
 
-def check_address(url: httpx.URL, allow: list[str]) -> None:
-    """Refuse a URL whose host is, or resolves to, a non-public address (unless allow-listed)."""
-    host = url.host
-    if host in allow:
-        return
-    port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
-    except socket.gaierror as exc:
-        raise TransientNodeError(f"Cannot resolve {host}: {exc.strerror}") from None
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if str(address) in allow:
-            continue
-        if not address.is_global or address.is_multicast:
-            raise PermanentNodeError(
-                f"Refusing to fetch {host} ({address}): private, loopback, link-local or "
-                "reserved addresses are blocked; an operator may allow-list the host in "
-                "AGENCY_SCRAPE_ALLOW_HOSTS."
-            )
-
-
-def _fetch(params: ScrapeInput, allow: list[str]) -> tuple[httpx.Response, bytes]:
+def _fetch(params: ScrapeInput) -> tuple[httpx.Response, bytes]:
     deadline = time.monotonic() + params.timeout_seconds
     url = httpx.URL(params.url)
     headers = {"user-agent": USER_AGENT, "accept": ", ".join(_HTML_TYPES) + ";q=0.9, */*;q=0.1"}
-    with httpx.Client(timeout=params.timeout_seconds, follow_redirects=False) as http:
+    with guarded_client(timeout=params.timeout_seconds, follow_redirects=False) as http:
         for _ in range(MAX_REDIRECTS + 1):
-            check_address(url, allow)
             where = f"GET {url.copy_with(query=None, fragment=None)}"
             try:
                 with http.stream("GET", url, headers=headers) as response:
@@ -191,7 +167,7 @@ def scrape(params: ScrapeInput) -> ScrapeOutput:
                                  fields=[{"name": "price", "selector": ".price"}]))
         out.fields["price"]
     """
-    response, body = _fetch(params, get_settings().scrape_allow_hosts)
+    response, body = _fetch(params)
     content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in _HTML_TYPES:
         raise PermanentNodeError(

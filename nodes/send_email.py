@@ -27,6 +27,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from prefect import get_run_logger
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from agency.egress import open_smtp
 from agency.errors import AgencyError, PermanentNodeError, TransientNodeError
 from blocks import SmtpCredential
 from nodes._base import CredentialInput, NodeOutput, NodeSpec, node_task, resolve_credential
@@ -195,15 +196,14 @@ def send_email(params: SendEmailInput) -> SendEmailOutput:
     where = f"{cred.host}:{cred.port}"
     context = _tls_context(cred.verify_tls)
     try:
-        if cred.security == "tls":
-            smtp: smtplib.SMTP = smtplib.SMTP_SSL(
-                cred.host, cred.port, timeout=params.timeout_seconds, context=context
-            )
-        else:
-            smtp = smtplib.SMTP(cred.host, cred.port, timeout=params.timeout_seconds)
+        smtp = open_smtp(
+            cred.host,
+            cred.port,
+            security=cred.security,
+            context=context,
+            timeout=params.timeout_seconds,
+        )
         with smtp:
-            if cred.security == "starttls":
-                smtp.starttls(context=context)
             if cred.username:
                 password = cred.password.get_secret_value() if cred.password else ""
                 smtp.login(cred.username, password)

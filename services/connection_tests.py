@@ -1,6 +1,7 @@
 """ "Test connection" per credential kind: log in to the counterpart and report in one sentence.
 
-What goes over the wire, per kind:
+Every address goes through the egress guard first (:mod:`agency.egress`), as in a run. What goes
+over the wire, per kind:
 
 - ``smtp``: connect (STARTTLS / TLS / plain), ``EHLO``, ``AUTH LOGIN`` when a username is set,
   ``QUIT``; 235 is success, 535 a refused login.
@@ -21,7 +22,14 @@ from typing import Any
 
 import httpx
 
-from agency.errors import InputInvalid
+from agency.egress import (
+    EgressRefused,
+    egress_policy,
+    guarded_client,
+    open_smtp,
+    postgres_target,
+)
+from agency.errors import InputInvalid, TransientNodeError
 from agency.settings import Settings
 from blocks import load_credential, parse_credential
 from blocks.kinds import (
@@ -47,6 +55,8 @@ class ConnectionResult:
 
     ok: bool
     message: str
+    #: the refusal of the egress guard, when it stopped the test before any connection
+    refused: EgressRefused | None = None
 
 
 def _smtp(cred: SmtpCredential) -> ConnectionResult:
@@ -55,17 +65,11 @@ def _smtp(cred: SmtpCredential) -> ConnectionResult:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     try:
-        if cred.security == "tls":
-            server: smtplib.SMTP = smtplib.SMTP_SSL(
-                cred.host, cred.port, timeout=TIMEOUT, context=context
-            )
-        else:
-            server = smtplib.SMTP(cred.host, cred.port, timeout=TIMEOUT)
+        server = open_smtp(
+            cred.host, cred.port, security=cred.security, context=context, timeout=TIMEOUT
+        )
         with server:
             server.ehlo()
-            if cred.security == "starttls":
-                server.starttls(context=context)
-                server.ehlo()
             if cred.username:
                 password = cred.password.get_secret_value() if cred.password else ""
                 server.login(cred.username, password)
@@ -83,7 +87,8 @@ def _openai(cred: OpenAICredential) -> ConnectionResult:
     if cred.organization:
         headers["OpenAI-Organization"] = cred.organization
     try:
-        response = httpx.get(f"{base}/models", headers=headers, timeout=TIMEOUT)
+        with guarded_client(timeout=TIMEOUT) as http:
+            response = http.get(f"{base}/models", headers=headers)
     except httpx.HTTPError as exc:
         return ConnectionResult(False, f"Could not reach {base} ({_kind(exc)}).")
     if response.status_code in (401, 403):
@@ -102,8 +107,7 @@ def _postgres(cred: PostgresCredential) -> ConnectionResult:
 
     try:
         with psycopg.connect(
-            host=cred.host,
-            port=cred.port,
+            **postgres_target(cred.host, cred.port),
             dbname=cred.database,
             user=cred.username,
             password=cred.password.get_secret_value() if cred.password else None,
@@ -129,7 +133,8 @@ def _http_auth(cred: HttpAuthCredential, probe_url: str | None) -> ConnectionRes
         password = cred.password.get_secret_value() if cred.password else ""
         auth = httpx.BasicAuth(cred.username or "", password)
     try:
-        response = httpx.get(probe_url, headers=cred.headers(), auth=auth, timeout=TIMEOUT)
+        with guarded_client(timeout=TIMEOUT) as http:
+            response = http.get(probe_url, headers=cred.headers(), auth=auth)
     except httpx.HTTPError as exc:
         return ConnectionResult(False, f"Could not reach {probe_url} ({_kind(exc)}).")
     if response.status_code in (401, 403):
@@ -144,6 +149,8 @@ def _s3(cred: S3Credential) -> ConnectionResult:
     from botocore.config import Config
     from botocore.exceptions import BotoCoreError, ClientError
 
+    if cred.endpoint_url:
+        egress_policy().check_url(cred.endpoint_url)
     client = boto3.client(
         "s3",
         aws_access_key_id=cred.access_key_id,
@@ -172,7 +179,19 @@ def _kind(exc: BaseException) -> str:
 
 
 def check_credential(cred: CredentialModel, probe_url: str | None = None) -> ConnectionResult:
-    """Try the credential against its counterpart; never raises for a refused or failed login."""
+    """Try the credential against its counterpart; never raises for a refused or failed login.
+
+    An address the egress guard refuses gives the guard's own words, as a run would get them.
+    """
+    try:
+        return _check(cred, probe_url)
+    except EgressRefused as exc:
+        return ConnectionResult(False, str(exc), refused=exc)
+    except TransientNodeError as exc:  # the host name does not resolve
+        return ConnectionResult(False, str(exc))
+
+
+def _check(cred: CredentialModel, probe_url: str | None) -> ConnectionResult:
     if isinstance(cred, SmtpCredential):
         return _smtp(cred)
     if isinstance(cred, OpenAICredential):
@@ -214,6 +233,15 @@ def check_connection(
             client_id=get_client_record(session, slug).id,
             detail={"ok": result.ok},
         )
+        if result.refused is not None:
+            audit(
+                session,
+                actor=principal.email,
+                action="egress.refused",
+                target=result.refused.host[:200],
+                client_id=get_client_record(session, slug).id,
+                detail={"client": slug, "via": "credential.test", "reason": result.refused.reason},
+            )
     return result
 
 

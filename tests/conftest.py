@@ -8,6 +8,7 @@ any test module imports Prefect. Each real service has a session fixture in ``te
 from __future__ import annotations
 
 import os
+import secrets
 import tempfile
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from tests.fixtures._net import free_port
 
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="agency-tests-"))
 _PREFECT_PORT = free_port()
+_AUTH = secrets.token_urlsafe(24)
 
 os.environ.update(
     {
@@ -25,18 +27,29 @@ os.environ.update(
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_SERVER_UI_ENABLED": "false",
         "PREFECT_SERVER_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+        # the session's Prefect server requires auth, as every stack of the platform does
+        "PREFECT_SERVER_API_AUTH_STRING": _AUTH,
+        "PREFECT_API_AUTH_STRING": _AUTH,
         "PREFECT_LOGGING_TO_API_BATCH_INTERVAL": "0.3",
         "PREFECT_WORKER_QUERY_SECONDS": "1",
         "PREFECT_WORKER_PREFETCH_SECONDS": "1",
         "PREFECT_RUNNER_POLL_FREQUENCY": "1",
         "PREFECT_TASKS_DEFAULT_RETRY_DELAY_SECONDS": "0",
         "AGENCY_HOME": str(_SESSION_DIR / "agency"),
+        # every real service of the tests listens on loopback: the session allow-lists it for the
+        # egress guard (the product's default stays closed; tests of the guard clear this)
+        "AGENCY_EGRESS_ALLOW": "127.0.0.0/8,::1",
         # webhook activations run on the test's own work_pool (where its worker, if any,
         # polls); tests of the prefork routing set webhook_work_pool explicitly
         "AGENCY_WEBHOOK_WORK_POOL": "",
     }
 )
-for _var in ("AGENCY_DATABASE_URL", "AGENCY_VAULT_ADDR", "AGENCY_VAULT_TOKEN"):
+for _var in (
+    "AGENCY_DATABASE_URL",
+    "AGENCY_VAULT_ADDR",
+    "AGENCY_VAULT_TOKEN",
+    "AGENCY_SCRAPE_ALLOW_HOSTS",
+):
     os.environ.pop(_var, None)
 
 pytest_plugins = sorted(

@@ -36,7 +36,7 @@ from agency.db.models import (
     WebhookEndpoint,
     utcnow,
 )
-from agency.db.usage import record_llm_usage
+from agency.db.usage import record_egress_refusal, record_llm_usage
 
 __all__ = [
     "ACTIVATION_STATUSES",
@@ -64,6 +64,7 @@ __all__ = [
     "downgrade",
     "make_engine",
     "normalize_url",
+    "record_egress_refusal",
     "record_llm_usage",
     "session_factory",
     "session_scope",

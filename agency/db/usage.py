@@ -1,9 +1,13 @@
-"""LLM token usage, recorded per call so costs can be reported per client and workflow."""
+"""What runs record on the platform DB as they go: LLM token usage per call (costs per client and
+workflow) and the egress guard's refusals (audit log)."""
 
 from __future__ import annotations
 
+from sqlalchemy import select
+
 from agency.db.engine import session_scope
-from agency.db.models import LlmUsage
+from agency.db.models import AuditLog, Client, LlmUsage
+from agency.egress.policy import EgressRefused
 
 
 def record_llm_usage(
@@ -39,5 +43,30 @@ def record_llm_usage(
                 completion_tokens=completion_tokens,
                 total_tokens=total_tokens,
                 cost_usd=cost_usd,
+            )
+        )
+
+
+def record_egress_refusal(
+    url: str, *, client: str, workflow: str | None, flow_run_id: str | None, error: EgressRefused
+) -> None:
+    """Append an ``egress.refused`` audit row for a run of ``client`` that the guard stopped.
+
+    The actor is the workflow (``workflow:<slug>``); ``detail`` names the host and the reason.
+    """
+    with session_scope(url) as session:
+        client_id = session.scalar(select(Client.id).where(Client.slug == client))
+        session.add(
+            AuditLog(
+                actor=f"workflow:{workflow or 'unknown'}",
+                action="egress.refused",
+                target=error.host[:200],
+                client_id=client_id,
+                detail={
+                    "client": client,
+                    "workflow": workflow,
+                    "flow_run_id": flow_run_id,
+                    "reason": error.reason,
+                },
             )
         )

@@ -5,6 +5,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
+#: where client credentials live (Vault: ``<mount>/clients/<client>/...``)
+CLIENT_AREA = "clients"
+#: where the platform keeps webhook signing secrets, apart from client credentials: no client
+#: policy grants it (Vault: ``<mount>/platform/webhooks/<client>/...``)
+WEBHOOK_AREA = "platform/webhooks"
+
 
 @dataclass(frozen=True)
 class StoredSecretRef:

@@ -1,7 +1,8 @@
 """``VaultSecretStore``: client secrets in a Vault KV v2 engine.
 
 Paths are ``<mount>/clients/<client>/<kind>/<name>``; one Vault policy per client grants only
-``clients/<client>/*`` (see :func:`client_policy`).
+``clients/<client>/*`` (see :func:`client_policy`). Webhook signing secrets live in another area,
+``<mount>/platform/webhooks/<client>/...``, which no client policy grants.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import requests
 
 from agency.errors import CredentialMissing, SecretStorePermissionDenied, SecretStoreUnavailable
 from blocks.names import vault_secret_path
-from blocks.stores.base import SecretStore, StoredSecretRef
+from blocks.stores.base import CLIENT_AREA, SecretStore, StoredSecretRef
 from blocks.vault_connection import VaultConnection
 
 POLICY_TEMPLATE = Path(__file__).resolve().parents[2] / "infra" / "vault" / "client-policy.hcl"
@@ -41,9 +42,15 @@ class VaultSecretStore(SecretStore):
 
     store_name = "vault"
 
-    def __init__(self, connection: VaultConnection, client: hvac.Client | None = None) -> None:
+    def __init__(
+        self,
+        connection: VaultConnection,
+        client: hvac.Client | None = None,
+        area: str = CLIENT_AREA,
+    ) -> None:
         self.connection = connection
         self._hvac = client
+        self.area = area
 
     @property
     def hvac(self) -> hvac.Client:
@@ -74,7 +81,7 @@ class VaultSecretStore(SecretStore):
         raise AssertionError("unreachable")  # pragma: no cover - _errors always re-raises
 
     def write(self, client: str, kind: str, name: str, data: dict[str, str]) -> StoredSecretRef:
-        path = vault_secret_path(client, kind, name)
+        path = vault_secret_path(client, kind, name, self.area)
         kv = self.hvac.secrets.kv.v2
         self._call(
             path,
@@ -83,7 +90,7 @@ class VaultSecretStore(SecretStore):
         return StoredSecretRef(client, kind, name, self.store_name, f"{self.mount}/{path}")
 
     def read(self, client: str, kind: str, name: str) -> dict[str, str]:
-        path = vault_secret_path(client, kind, name)
+        path = vault_secret_path(client, kind, name, self.area)
         kv = self.hvac.secrets.kv.v2
         try:
             response = self._call(
@@ -108,12 +115,12 @@ class VaultSecretStore(SecretStore):
 
     def list(self, client: str) -> list[StoredSecretRef]:
         refs = []
-        for kind_dir in self._list(f"clients/{client}"):
+        for kind_dir in self._list(f"{self.area}/{client}"):
             kind = kind_dir.rstrip("/")
-            for name in self._list(f"clients/{client}/{kind}"):
+            for name in self._list(f"{self.area}/{client}/{kind}"):
                 if name.endswith("/"):
                     continue
-                path = vault_secret_path(client, kind, name)
+                path = vault_secret_path(client, kind, name, self.area)
                 refs.append(
                     StoredSecretRef(client, kind, name, self.store_name, f"{self.mount}/{path}")
                 )
@@ -121,7 +128,7 @@ class VaultSecretStore(SecretStore):
 
     def delete(self, client: str, kind: str, name: str) -> None:
         self.read(client, kind, name)  # raises CredentialMissing when absent
-        path = vault_secret_path(client, kind, name)
+        path = vault_secret_path(client, kind, name, self.area)
         kv = self.hvac.secrets.kv.v2
         self._call(
             path, lambda: kv.delete_metadata_and_all_versions(path=path, mount_point=self.mount)

@@ -210,7 +210,7 @@ def delivery_key(verifier: str, headers: Headers, payload: Mapping[str, Any]) ->
         value = headers.get("idempotency-key")
     if value is None or value == "":
         return None
-    return str(value)[:255]
+    return str(value)
 
 
 def new_secret(verifier: str) -> str:

@@ -4,11 +4,14 @@ tried with good values (success) and with a wrong secret (a refusal naming no se
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from sqlalchemy import select
 
 from agency.db import AuditLog, session_scope
 from agency.errors import InputInvalid
+from agency.settings import get_settings
 from blocks import parse_credential
 from services.connection_tests import check_connection, check_credential
 from tests.fixtures.http_server import HttpServer, Reply
@@ -107,3 +110,52 @@ def test_stored_credential_is_tested_for_own_client_and_audited(
             (w.email_a, "openai/default", {"ok": True}),
             (w.email_a, "openai/(entered)", {"ok": True}),
         ]
+
+
+@pytest.fixture
+def egress_closed(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The product's default allow-list (the test session allows loopback)."""
+    monkeypatch.setenv("AGENCY_EGRESS_ALLOW", "")
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def test_every_kind_meets_the_egress_guard_in_the_same_words(
+    egress_closed: None,
+    smtp_server: SmtpServer,
+    llm_server: LlmServer,
+    http_server: HttpServer,
+    s3_server: S3Server,
+) -> None:
+    http_server.respond("/me", {"ok": True})
+    entered: dict[str, tuple[dict[str, object], str | None]] = {
+        "smtp": (
+            {"host": "127.0.0.1", "port": smtp_server.port, "from_address": "a@example.test"},
+            None,
+        ),
+        "openai": ({"api_key": "sk-x", "base_url": llm_server.base_url}, None),
+        "postgres": ({"host": "127.0.0.1", "database": "postgres", "username": "postgres"}, None),
+        "http_auth": ({"scheme": "bearer", "token": "tok-secret-1"}, http_server.url("/me")),
+        "s3": (s3_server.credential(), None),
+    }
+    for kind, (data, probe) in entered.items():
+        ok, message = _check(kind, data, probe)
+        assert not ok, kind
+        assert message.startswith("Refusing to connect to 127.0.0.1: it is a loopback address")
+    assert http_server.requests_to("/me") == [] and llm_server.requests == []
+    assert smtp_server.messages == []
+
+
+def test_a_refused_test_is_audited_with_the_client(
+    portal_world: PortalWorld, egress_closed: None
+) -> None:
+    w = portal_world
+    data = {"api_key": "sk-x", "base_url": "http://169.254.169.254/v1"}
+    result = check_connection(w.settings, w.a, "openai", data=data)
+    assert not result.ok and "link-local" in result.message
+    with session_scope(w.settings.platform_database_url) as session:
+        rows = session.scalars(select(AuditLog).where(AuditLog.action == "egress.refused")).all()
+    assert [(r.actor, r.target, r.detail["via"], r.detail["client"]) for r in rows] == [
+        (w.email_a, "169.254.169.254", "credential.test", w.a.client)
+    ]

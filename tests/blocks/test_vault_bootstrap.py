@@ -101,3 +101,24 @@ def test_client_add_fails_whole_when_vault_refuses(
     code, out = _cli("client", "add", slug)
     assert code == 2 and "denied" in out and weak["auth"]["client_token"] not in out
     assert slug not in _cli("client", "list")[1]
+
+
+def test_webhook_secrets_live_where_no_client_policy_reaches(
+    vault_env: str, vault_server: VaultServer
+) -> None:
+    from deployments.webhooks.secrets import store_secret, valid_secrets
+
+    alpha = f"a{secrets.token_hex(3)}"
+    assert _cli("vault", "bootstrap")[0] == 0
+    assert _cli("client", "add", alpha)[0] == 0
+    settings = get_settings()
+    store_secret(settings, alpha, "lead_intake", "whsec_c2VjcmV0LXZhbHVlLW9mLWFscGhh")
+    assert valid_secrets(settings, alpha, "lead_intake") == ["whsec_c2VjcmV0LXZhbHVlLW9mLWFscGhh"]
+    root = vault_server.client()
+    path = f"platform/webhooks/{alpha}/webhook/lead-intake"
+    assert root.secrets.kv.v2.read_secret_version(
+        path=path, mount_point=vault_env, raise_on_deleted_version=True
+    )
+    alpha_store = VaultSecretStore(VaultConnection.load(f"vault-{alpha}"), area="platform/webhooks")
+    with pytest.raises(SecretStorePermissionDenied, match=path):
+        alpha_store.read(alpha, "webhook", "lead-intake")

@@ -184,7 +184,7 @@ def test_review_sentiment_from_a_page(
 ) -> None:
     from tests.fixtures.http_server import Reply
 
-    monkeypatch.setenv("AGENCY_SCRAPE_ALLOW_HOSTS", '["127.0.0.1"]')  # tests allow-list loopback
+    monkeypatch.setenv("AGENCY_EGRESS_ALLOW", "127.0.0.1")  # tests allow-list loopback
     get_settings.cache_clear()
     _credentials(client_slug, llm_server, smtp_server)
     page = (

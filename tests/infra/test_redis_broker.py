@@ -19,7 +19,7 @@ import httpx
 import pytest
 import redis
 
-from tests.fixtures._net import free_port, stop_process, wait_http
+from tests.fixtures._net import free_port, prefect_auth_headers, stop_process, wait_http
 
 BURST = int(os.environ.get("AGENCY_TEST_BURST", "3600"))
 REDIS_DB = 11
@@ -29,6 +29,7 @@ def _count_task_runs(api: str, flow_run_id: UUID) -> int:
     response = httpx.post(
         f"{api}/task_runs/count",
         json={"flow_runs": {"id": {"any_": [str(flow_run_id)]}}},
+        headers=prefect_auth_headers(),
         timeout=30,
     )
     response.raise_for_status()
