@@ -74,6 +74,10 @@ class AccessDenied(AgencyError):
     """The signed-in user may not do this (another client's data, or an agency-only action)."""
 
 
+class ClientSuspended(AccessDenied):
+    """The client is suspended by its agency: every door refuses it until it is resumed."""
+
+
 class SpecInvalid(InputInvalid):
     """A workflow spec failed validation; ``problems`` holds one message per problem."""
 

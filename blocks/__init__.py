@@ -16,6 +16,7 @@ from blocks.kinds import (
     kind_model,
     parse_credential,
 )
+from blocks.offboarding import forget_client_secrets
 from blocks.registry import (
     delete_credential,
     get_secret_store,
@@ -33,6 +34,7 @@ from blocks.vault_bootstrap import ClientAppRole, bootstrap_client, bootstrap_va
 from blocks.vault_connection import VaultConnection
 
 __all__ = [
+    "forget_client_secrets",
     "CLIENT_AREA",
     "WEBHOOK_AREA",
     "embedded_store_key",

@@ -20,7 +20,9 @@ from cli.commands._common import clear_errors, ready_settings
 from cli.stack import AUTH_FILE
 
 app = typer.Typer(help="Managed workflow agency platform on Prefect.", no_args_is_help=True)
-client_app = typer.Typer(help="Onboard and list clients.", no_args_is_help=True)
+client_app = typer.Typer(
+    help="Onboard, list, suspend, resume and offboard clients.", no_args_is_help=True
+)
 credentials_app = typer.Typer(
     help="Store, list and delete client credentials.", no_args_is_help=True
 )
@@ -78,6 +80,46 @@ def client_list() -> None:
 
     for c in list_clients(_settings()):
         typer.echo(f"{c.slug}\t{c.name}\t{c.timezone}\t{c.status}\t{','.join(c.contact_emails)}")
+
+
+@client_app.command("suspend")
+@clear_errors
+def client_suspend(slug: Annotated[str, typer.Argument(help="The client.")]) -> None:
+    """Suspend a client: schedules pause; portal, client API and webhooks refuse it at once."""
+    from services.lifecycle import suspend_client
+
+    view = suspend_client(_settings(), slug)
+    typer.echo(f"client {view.slug} {view.status}")
+
+
+@client_app.command("resume")
+@clear_errors
+def client_resume(slug: Annotated[str, typer.Argument(help="The client.")]) -> None:
+    """Lift a suspension: the client's active workflows are scheduled again."""
+    from services.lifecycle import resume_client
+
+    view = resume_client(_settings(), slug)
+    typer.echo(f"client {view.slug} {view.status}")
+
+
+@client_app.command("offboard")
+@clear_errors
+def client_offboard(
+    slug: Annotated[str, typer.Argument(help="The client.")],
+    export: Annotated[Path, typer.Option(help="New JSON file for the client's data.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Export the client's data to EXPORT, then delete the client everywhere."""
+    from services.lifecycle import offboard_client
+
+    if not yes:
+        typer.confirm(f"Delete client {slug} and everything it has?", abort=True)
+    done = offboard_client(_settings(), slug, export)
+    typer.echo(
+        f"client {done.client} offboarded in {done.seconds:g} s: {done.runs} run(s), "
+        f"{done.deployments} deployment(s), {done.secrets} secret(s), {done.users} user(s) "
+        f"deleted; export in {done.export}"
+    )
 
 
 # ---- credentials -----------------------------------------------------------------------------

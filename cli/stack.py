@@ -2,25 +2,28 @@
 
 Starts a real ``prefect server start`` on SQLite (health in ~4 s, unlike ephemeral mode's 8-15 s
 per process), applies platform DB migrations, registers our block types, creates the ``agency``
-process work pool and starts one worker, and an ``agency-prefork`` pool with one prefork worker.
-Ctrl-C stops every process it started. The Prefect API requires an auth string generated once
-into ``<home>/prefect-api-auth`` (see :func:`api_auth_string`).
+process work pool and starts one worker, and an ``agency-prefork`` pool with one prefork worker,
+then the gateway and the portal. A :class:`cli.supervisor.Supervisor` restarts any of them that
+dies (with backoff, logged to stdout and ``<home>/logs/stack.log``); Ctrl-C or SIGTERM stops every
+process it started, and so does a child that keeps failing. The Prefect API requires an auth
+string generated once into ``<home>/prefect-api-auth`` (see :func:`api_auth_string`).
 """
 
 from __future__ import annotations
 
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 
 import httpx
 from cryptography.fernet import Fernet
 
 from agency.keyfiles import secret_file
 from agency.settings import Settings
+from cli.supervisor import Child, ChildFailed, Supervisor, interrupt_on_sigterm
 
 AUTH_FILE = "prefect-api-auth"
 
@@ -51,6 +54,10 @@ def stack_environment(settings: Settings) -> dict[str, str]:
     api_url = f"http://{settings.api_host}:{settings.api_port}/api"
     auth = api_auth_string(settings)
     return {
+        # a heartbeat every 30 s, not Prefect's 180: the crash-recovery automations installed
+        # below (silence = three heartbeats) then recover a dead worker's runs after 90 s, not
+        # 9 min; the environment may still set its own
+        "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30",
         **os.environ,
         "PREFECT_HOME": str(settings.home / "prefect"),
         "PREFECT_API_URL": api_url,
@@ -68,55 +75,49 @@ def stack_environment(settings: Settings) -> dict[str, str]:
     }
 
 
-def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 90) -> None:
+def _wait_healthy(url: str, supervisor: Supervisor, timeout: float = 90) -> None:
+    """Poll ``url`` until it answers 200, restarting children that die meanwhile."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"Prefect server exited with code {proc.returncode}")
+        supervisor.check()
         try:
             if httpx.get(url, timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.3)
-    raise TimeoutError(f"Prefect server not healthy at {url} after {timeout:.0f}s")
+    raise TimeoutError(f"{url} not healthy after {timeout:.0f}s")
 
 
 def run_stack(settings: Settings) -> int:
-    """Start the stack, print its URLs and wait for Ctrl-C; return an exit code."""
+    """Start the stack, print its URLs and supervise it until Ctrl-C / SIGTERM (return 0) or until
+    a child keeps failing (return 1)."""
     env = stack_environment(settings)
     logs = settings.home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     prefect = [sys.executable, "-m", "prefect"]
-    procs: list[subprocess.Popen[bytes]] = []
 
-    def start(name: str, args: list[str]) -> subprocess.Popen[bytes]:
-        out = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
-        proc = subprocess.Popen(
-            args, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=settings.project_dir
+    def log(line: str) -> None:
+        print(f"agency up: {line}", flush=True)
+        with (logs / "stack.log").open("a") as out:
+            out.write(f"{datetime.now().isoformat(timespec='seconds')} {line}\n")
+
+    supervisor = Supervisor(log=log)
+
+    def start(name: str, args: list[str]) -> None:
+        supervisor.start(
+            Child(name, args, env=env, cwd=settings.project_dir, log=logs / f"{name}.log")
         )
-        procs.append(proc)
-        return proc
 
-    def stop(*_: object) -> None:
-        for proc in reversed(procs):
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    interrupt_on_sigterm()
     try:
         print(f"starting Prefect server on {env['PREFECT_API_URL']} (logs in {logs})", flush=True)
-        server = start(
+        start(
             "prefect-server",
             prefect
             + ["server", "start", "--host", settings.api_host, "--port", str(settings.api_port)],
         )
-        _wait_healthy(f"{env['PREFECT_API_URL']}/health", server)
+        _wait_healthy(f"{env['PREFECT_API_URL']}/health", supervisor)
 
         from agency.db import upgrade
 
@@ -151,12 +152,12 @@ def run_stack(settings: Settings) -> int:
             "prefork-worker",
             [sys.executable, "-m", "cli.main", "worker", "--pool", prefork_pool, "--limit", "4"],
         )
-        gateway = start(
+        start(
             "gateway",
             [sys.executable, "-m", "cli.main", "gateway"]
             + ["--host", settings.gateway_host, "--port", str(settings.gateway_port)],
         )
-        _wait_healthy(f"http://{settings.gateway_host}:{settings.gateway_port}/healthz", gateway)
+        _wait_healthy(f"http://{settings.gateway_host}:{settings.gateway_port}/healthz", supervisor)
         from cli.commands.portal import portal_url, streamlit_command
 
         start("portal", streamlit_command(settings))
@@ -171,16 +172,22 @@ def run_stack(settings: Settings) -> int:
             f"  work pools   {settings.work_pool} (1 process worker: cron and manual runs), "
             f"{prefork_pool} (1 prefork worker: webhook-started runs)\n"
             f"  webhooks     {settings.gateway_url}/hooks/<client>/<workflow> (API docs /docs)\n"
-            "Press Ctrl-C to stop.",
+            "A process that dies is restarted (see logs/stack.log). Press Ctrl-C to stop.",
             flush=True,
         )
-        while all(p.poll() is None for p in procs):
-            time.sleep(1)
-        dead = [p.args for p in procs if p.poll() is not None]
-        print(f"a process stopped unexpectedly: {dead}; see {logs}", file=sys.stderr)
-        return 1
+        code = supervisor.run()
     except KeyboardInterrupt:
-        print("\nstopping...", flush=True)
-        return 0
+        log("interrupted: stopping every child")
+        code = 0
+    except ChildFailed as exc:
+        log(f"giving up: {exc}; stopping every child")
+        supervisor.failure, code = exc, 1
     finally:
-        stop()
+        supervisor.stop()
+    if supervisor.failure is not None:
+        name = supervisor.failure.name
+        print(
+            f"agency up stopped: {supervisor.failure}; see {logs / f'{name}.log'}",
+            file=sys.stderr,
+        )
+    return code

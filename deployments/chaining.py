@@ -83,3 +83,13 @@ def chain(
     )
     with get_client(sync_client=True) as api:
         return api.create_automation(automation)
+
+
+def unchain_client(client: str) -> int:
+    """Delete every chain automation of ``client``; return how many were removed."""
+    prefix = f"chain:{client}:"
+    with get_client(sync_client=True) as api:
+        found = [a for a in api.read_automations() if a.name.startswith(prefix)]
+        for automation in found:
+            api.delete_automation(automation.id)
+    return len(found)

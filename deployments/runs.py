@@ -1,4 +1,4 @@
-"""Start a client's deployment now and follow its state and logs."""
+"""A client's flow runs: start one now and follow it; list or delete them all (offboarding)."""
 
 from __future__ import annotations
 
@@ -52,3 +52,42 @@ def follow_run(
                 emit(f"still {run.state.name if run.state else 'unknown'} after {timeout:.0f}s")
                 return run.state.type.value if run.state else "UNKNOWN"
             time.sleep(poll)
+
+
+def client_runs(client: str, page: int = 200) -> list[FlowRun]:
+    """Every flow run tagged ``client:<client>``, oldest first (``POST /flow_runs/filter``)."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    found: list[FlowRun] = []
+    runs_filter = FlowRunFilter(tags=FlowRunFilterTags(all_=[f"client:{client}"]))
+    with get_client(sync_client=True) as api:
+        while True:
+            batch = api.read_flow_runs(
+                flow_run_filter=runs_filter,
+                sort=FlowRunSort.EXPECTED_START_TIME_ASC,
+                limit=page,
+                offset=len(found),
+            )
+            found.extend(batch)
+            if len(batch) < page:
+                return found
+
+
+def delete_client_runs(client: str) -> int:
+    """Delete every flow run tagged ``client:<client>`` (task runs and logs go with them);
+    return how many. ``POST /flow_runs/bulk_delete``, 50 runs a call (the server's limit)."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+
+    runs_filter = FlowRunFilter(tags=FlowRunFilterTags(all_=[f"client:{client}"]))
+    body = {"flow_runs": runs_filter.model_dump(mode="json", exclude_unset=True), "limit": 50}
+    deleted = 0
+    with get_client(sync_client=True) as api:
+        while True:
+            # the typed client has no bulk delete; its HTTP client carries URL and auth
+            answer = api._client.post("/flow_runs/bulk_delete", json=body)
+            answer.raise_for_status()
+            ids = answer.json().get("deleted", [])
+            deleted += len(ids)
+            if not ids:
+                return deleted

@@ -46,6 +46,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from agency.db import WebhookDelivery
+from agency.errors import ClientSuspended
 from gateway.intake import Rejected, admit, event_model, parse_event, read_body
 
 router = APIRouter(prefix="/api/v1", tags=["client API"])
@@ -129,6 +130,7 @@ class Delivery(BaseModel):
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "Missing or invalid API key."},
+    403: {"model": ErrorBody, "description": "The client is suspended (`client_suspended`)."},
     404: {"model": ErrorBody, "description": "No such object for this client."},
 }
 
@@ -143,7 +145,12 @@ async def api_client(
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise ApiError(401, "unauthorized", "Send Authorization: Bearer <API key>.")
     gateway = request.app.state.gateway
-    slug = await anyio.to_thread.run_sync(client_for_key, gateway.settings, credentials.credentials)
+    try:
+        slug = await anyio.to_thread.run_sync(
+            client_for_key, gateway.settings, credentials.credentials
+        )
+    except ClientSuspended as exc:
+        raise ApiError(403, "client_suspended", str(exc)) from None
     if slug is None:
         raise ApiError(401, "unauthorized", "Unknown or revoked API key.")
     return slug
@@ -205,6 +212,8 @@ async def start_run(
     try:
         if target is None:
             raise Rejected(404, "not_found", "No such workflow for this client.")
+        if not target.client_active:
+            raise Rejected(403, "client_suspended", "This client is suspended.")
         if not target.activation_active:
             raise Rejected(409, "inactive", "This workflow is not active.")
         body = await read_body(request)

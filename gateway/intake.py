@@ -5,6 +5,7 @@
 | status | error code              | when                                                       |
 |--------|-------------------------|------------------------------------------------------------|
 | 404    | `not_found`             | unknown client or workflow (one answer for both)           |
+| 403    | `client_suspended`      | the client is suspended by its agency                      |
 | 409    | `inactive`              | activation paused/deactivated, or its webhook disabled     |
 | 413    | `payload_too_large`     | body over 1 MiB (checked while reading)                    |
 | 400    | `body_incomplete`       | the sender disconnected mid-body (logged as one line)      |

@@ -37,6 +37,8 @@ async def hook(request: Request) -> Response:
             target = await gateway.fresh_target(client, workflow)
         if target is None or target.verifier is None:
             raise Rejected(404, "not_found", "No such webhook.")
+        if not target.client_active:
+            raise Rejected(403, "client_suspended", "This client is suspended.")
         if not target.accepting:
             raise Rejected(409, "inactive", "This webhook is not active.")
         verifier = target.verifier

@@ -1,14 +1,17 @@
 """The portal's entry script and router: ``st.navigation`` builds the pages of the signed-in
-user's role (sign-in only when nobody is signed in). Run with ``agency portal``."""
+user's role (sign-in only when nobody is signed in; only "Set your password" for an invited user
+who has not replaced their temporary password). Every run re-checks the session against the
+platform DB (``check_session``). Run with ``agency portal``."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import streamlit as st
 
 from portal.components import current_principal, friendly_errors, settings
-from portal.components.session import ACTING_CLIENT_KEY
+from portal.components.session import ACTING_CLIENT_KEY, GO_HOME_KEY, NOTICE_KEY
 from services import admin
 
 PAGES = Path(__file__).resolve().parent / "pages"
@@ -48,15 +51,33 @@ def _agency_client_picker() -> None:
 
 
 st.set_page_config(page_title="Agency portal", page_icon=":material/hub:", layout="wide")
-who = current_principal()
+try:
+    who = current_principal()
+except Exception:  # the platform DB cannot be asked: one sentence, never a traceback
+    logging.getLogger("agency.portal").exception("session check failed")
+    st.error("Something went wrong on our side. Please try again; we have been notified.")
+    st.stop()
+home: st.Page | None = None  # the signed-in user's first page
 if who is None:
     nav = st.navigation([_page("account/sign_in.py", "Sign in", "login", default=True)])
+elif who.must_change_password:
+    # an invited user's temporary password only lets them choose their own
+    nav = st.navigation(
+        [
+            _page("account/password.py", "Set your password", "password", default=True),
+            _page("account/sign_out.py", "Sign out", "logout"),
+        ]
+    )
 else:
-    account = [_page("account/sign_out.py", "Sign out", "logout")]
+    account = [
+        _page("account/password.py", "Change password", "password"),
+        _page("account/sign_out.py", "Sign out", "logout"),
+    ]
     if who.is_agency:
+        home = _page("agency/clients.py", "Clients", "groups", default=True)
         pages = {
             "Agency": [
-                _page("agency/clients.py", "Clients", "groups", default=True),
+                home,
                 _page("agency/runs.py", "All runs", "monitoring"),
                 _page("agency/costs.py", "Costs", "payments"),
             ],
@@ -65,7 +86,14 @@ else:
         }
         _agency_client_picker()
     else:
-        pages = {"Your workspace": _client_pages(default=True), "Account": account}
+        workspace_pages = _client_pages(default=True)
+        home = workspace_pages[0]
+        pages = {"Your workspace": workspace_pages, "Account": account}
     st.sidebar.caption(f"Signed in as {who.email}")
     nav = st.navigation(pages)
+    if st.session_state.pop(GO_HOME_KEY, False) and home is not None:
+        st.switch_page(home)
+    notice = st.session_state.pop(NOTICE_KEY, None)
+    if notice:
+        st.toast(notice)
 nav.run()

@@ -1,4 +1,5 @@
-"""Agency-only use cases: every client, onboarding, inviting client users, all runs, costs."""
+"""Agency-only use cases: every client, onboarding, suspending, offboarding, inviting client
+users, all runs, costs."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, select
 
-from agency.db import Activation, Client, User, session_scope
+from agency.db import Activation, Client, User, session_scope, utcnow
 from agency.settings import Settings
 from services.auth import Invite, Principal, invite_user, require_agency
 from services.clients import ClientView, add_client
+from services.lifecycle import Offboarded, offboard_client, resume_client, suspend_client
 from services.runs import RunView, all_runs
 from services.usage import ClientCost, costs_per_client
 
@@ -59,6 +61,25 @@ def create_client(
     """Onboard a client (audited as the agency user)."""
     require_agency(principal)
     return add_client(settings, slug, name, timezone, contact_emails, actor=principal.email)
+
+
+def suspend(settings: Settings, principal: Principal, client: str) -> ClientView:
+    """Suspend a client (see :mod:`services.lifecycle`)."""
+    require_agency(principal)
+    return suspend_client(settings, client, actor=principal.email)
+
+
+def resume(settings: Settings, principal: Principal, client: str) -> ClientView:
+    """Lift a client's suspension."""
+    require_agency(principal)
+    return resume_client(settings, client, actor=principal.email)
+
+
+def offboard(settings: Settings, principal: Principal, client: str) -> Offboarded:
+    """Offboard a client; its export goes to ``<home>/exports/<client>-<UTC time>.json``."""
+    require_agency(principal)
+    export = settings.home / "exports" / f"{client}-{utcnow():%Y%m%dT%H%M%SZ}.json"
+    return offboard_client(settings, client, export, actor=principal.email)
 
 
 def invite(settings: Settings, principal: Principal, client: str, email: str) -> Invite:

@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import select
 
 from agency.db import ApiKey, Client, session_scope, utcnow
-from agency.errors import NotFound
+from agency.errors import ClientSuspended, NotFound
 from agency.settings import Settings
 from blocks.names import check_slug
 from services.audit import audit
@@ -99,12 +99,18 @@ def revoke_api_key(settings: Settings, client: str, key_id: int, *, actor: str =
 
 
 def client_for_key(settings: Settings, key: str) -> str | None:
-    """The slug of the client owning an active ``key``, else ``None``."""
+    """The slug of the client owning an active ``key``, else ``None``; raises
+    ``ClientSuspended`` when that client is suspended."""
     if not key.startswith(KEY_PREFIX):
         return None
     with session_scope(settings.platform_database_url) as session:
-        return session.scalar(
-            select(Client.slug)
+        row = session.execute(
+            select(Client.slug, Client.status)
             .join(ApiKey, ApiKey.client_id == Client.id)
             .where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None))
-        )
+        ).first()
+    if row is None:
+        return None
+    if row.status != "active":
+        raise ClientSuspended("This client is suspended. Contact your agency.")
+    return str(row.slug)

@@ -27,6 +27,9 @@ os.environ.update(
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_SERVER_UI_ENABLED": "false",
         "PREFECT_SERVER_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+        # one embedded-store key for every process of the session, whatever AGENCY_HOME a test
+        # gives its platform (a stack shares one home, so there it comes from <home>/secrets.key)
+        "AGENCY_SECRETS_KEY": Fernet.generate_key().decode(),
         # the session's Prefect server requires auth, as every stack of the platform does
         "PREFECT_SERVER_API_AUTH_STRING": _AUTH,
         "PREFECT_API_AUTH_STRING": _AUTH,

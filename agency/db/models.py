@@ -116,6 +116,10 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[UserRole] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # set for an invited user: the temporary password only lets them choose their own
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
+    # sessions issued before this instant are over (password or role changed); None: none ended
+    sessions_valid_after: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     client: Mapped[Client | None] = relationship(back_populates="users")
 

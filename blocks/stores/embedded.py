@@ -101,7 +101,6 @@ class PrefectBlockSecretStore(SecretStore):
         return sorted(refs, key=lambda r: (r.kind, r.name))
 
     def delete(self, client: str, kind: str, name: str) -> None:
-        self.read(client, kind, name)
         with get_client(sync_client=True) as api:
             try:
                 doc = api.read_block_document_by_name(
@@ -109,6 +108,8 @@ class PrefectBlockSecretStore(SecretStore):
                     StoredSecret.get_block_type_slug(),
                     include_secrets=False,
                 )
-                api.delete_block_document(doc.id)
             except ObjectNotFound:
                 raise CredentialMissing(client, kind, name) from None
+            if doc.data.get("client") != client:
+                raise CredentialMissing(client, kind, name)
+            api.delete_block_document(doc.id)

@@ -1,4 +1,5 @@
-"""``agency portal`` (serve the Streamlit client portal) and ``agency user add|invite``."""
+"""``agency portal`` (serve the Streamlit client portal) and ``agency user ...``: add, invite,
+password, role, remove. Passwords come only from hidden prompts, never from the command line."""
 
 from __future__ import annotations
 
@@ -84,15 +85,63 @@ def user_invite(
     email: Annotated[str, typer.Argument(help="Sign-in email of the client user.")],
     client: Annotated[str, typer.Option(help="Client slug.")],
 ) -> None:
-    """Create a client user with a temporary password, printed once."""
-    import secrets
+    """Create a client user with a temporary password, printed once; they must replace it at
+    their first sign-in."""
+    from services.auth import create_invited_user
 
-    from services import create_user
+    invite = create_invited_user(_settings(), email, client)
+    typer.echo(f"user {invite.email} created for {client}")
+    typer.echo(f"temporary password (shown once): {invite.temporary_password}")
 
-    password = secrets.token_urlsafe(12)
-    create_user(_settings(), email, password, "client", client)
-    typer.echo(f"user {email.strip().lower()} created for {client}")
-    typer.echo(f"temporary password (shown once): {password}")
+
+@user_app.command("password")
+@_errors
+def user_password(
+    email: Annotated[str, typer.Argument(help="Sign-in email.")],
+    temporary: Annotated[
+        bool, typer.Option(help="The user must choose their own at their next sign-in.")
+    ] = False,
+) -> None:
+    """Set a user's password (asked for twice, hidden); their open portal sessions end."""
+    from services.auth import find_user, set_password
+
+    settings = _settings()
+    email = find_user(settings, email)
+    password = typer.prompt("New password", hide_input=True, confirmation_prompt=True)
+    set_password(settings, email, password, temporary=temporary)
+    typer.echo(f"password of {email} changed; their sessions are ended")
+
+
+@user_app.command("role")
+@_errors
+def user_role(
+    email: Annotated[str, typer.Argument(help="Sign-in email.")],
+    role: Annotated[str, typer.Argument(help="client or agency.")],
+    client: Annotated[str | None, typer.Option(help="Client slug (role client).")] = None,
+) -> None:
+    """Change a user's role (and client); their open portal sessions end."""
+    from services.auth import change_role
+
+    change_role(_settings(), email, role, client)
+    where = f" of {client}" if client else ""
+    typer.echo(f"user {email.strip().lower()} is now {role}{where}; their sessions are ended")
+
+
+@user_app.command("remove")
+@_errors
+def user_remove(
+    email: Annotated[str, typer.Argument(help="Sign-in email.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete a portal user; their open portal sessions end."""
+    from services.auth import find_user, remove_user
+
+    settings = _settings()
+    email = find_user(settings, email)
+    if not yes:
+        typer.confirm(f"Remove user {email}?", abort=True)
+    remove_user(settings, email)
+    typer.echo(f"user {email} removed; their sessions are ended")
 
 
 def register(app: typer.Typer) -> None:

@@ -1,4 +1,10 @@
-"""``agency worker``: start an ``agency-prefork`` Prefect worker (creating its pool if missing)."""
+"""``agency worker``: start an ``agency-prefork`` Prefect worker (creating its pool if missing).
+
+Its runs send a flow-run heartbeat every ``deployments.recovery.HEARTBEAT_SECONDS`` (30 s, not
+Prefect's 180): the crash-recovery automations reschedule the runs of a worker that died three
+missed heartbeats later. ``PREFECT_FLOWS_HEARTBEAT_FREQUENCY`` (or its alias
+``PREFECT_RUNNER_HEARTBEAT_FREQUENCY``) in the environment wins.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,10 @@ import typer
 
 from agency.errors import AgencyError
 
-__all__ = ["register", "worker_cmd"]
+__all__ = ["HEARTBEAT_VARIABLES", "register", "worker_cmd"]
+
+#: Prefect's heartbeat frequency setting and its legacy alias.
+HEARTBEAT_VARIABLES = ("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "PREFECT_RUNNER_HEARTBEAT_FREQUENCY")
 
 
 def worker_cmd(
@@ -25,6 +34,7 @@ def worker_cmd(
 ) -> None:
     """Run flow runs of POOL, each in a child forked from a warm template, until Ctrl-C."""
     from deployments import ensure_work_pool
+    from deployments.recovery import HEARTBEAT_SECONDS
 
     try:
         ensure_work_pool(pool, prefork=True)
@@ -36,6 +46,8 @@ def worker_cmd(
     if limit is not None:
         args += ["--limit", str(limit)]
     os.environ["PREFECT_WORKER_QUERY_SECONDS"] = str(poll_seconds)
+    if not any(os.environ.get(name) for name in HEARTBEAT_VARIABLES):
+        os.environ["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] = str(HEARTBEAT_SECONDS)
     os.execv(sys.executable, args)
 
 

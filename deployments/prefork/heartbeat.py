@@ -6,9 +6,9 @@ seconds; :mod:`deployments.recovery` crashes and reschedules a run whose heartbe
 prefork child runs with that thread off (see :mod:`deployments.prefork.child`), and its worker
 emits the same events instead: one timer per running child on the worker's event loop, the
 event built by the engine's own helpers, so the heartbeats stop when the worker dies (its
-children die with it). The first heartbeat must follow the Running state: the crash automation
-counts any event of the run after a heartbeat as a sign of life, so a heartbeat sent before
-Running would be answered by Running itself and leave nothing waiting for the next one.
+children die with it). The first heartbeat follows the Running state, as the engine's does (the
+crash automation also starts waiting at Running, so a run whose worker dies before its first
+heartbeat is covered either way).
 """
 
 from __future__ import annotations

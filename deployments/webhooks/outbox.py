@@ -54,6 +54,7 @@ class Target:
     verifier: str | None
     rate_limit_per_hour: int | None
     batched: bool = False
+    client_active: bool = True
 
 
 @dataclass(frozen=True)
@@ -105,14 +106,14 @@ class Claimed:
 def find_target(session: Session, client: str, workflow: str) -> Target | None:
     """The activation behind the URL, or ``None`` when there is no such client or activation."""
     row = session.execute(
-        select(Activation, WebhookEndpoint)
+        select(Activation, WebhookEndpoint, Client.status)
         .join(Client, Client.id == Activation.client_id)
         .outerjoin(WebhookEndpoint, WebhookEndpoint.activation_id == Activation.id)
         .where(Client.slug == client, Activation.workflow == workflow)
     ).first()
     if row is None:
         return None
-    act, endpoint = row
+    act, endpoint, client_status = row
     return Target(
         client=client,
         workflow=workflow,
@@ -122,6 +123,7 @@ def find_target(session: Session, client: str, workflow: str) -> Target | None:
         verifier=endpoint.verifier if endpoint is not None else None,
         rate_limit_per_hour=endpoint.rate_limit_per_hour if endpoint is not None else None,
         batched=endpoint is not None and endpoint.batch_max_events is not None,
+        client_active=client_status == "active",
     )
 
 

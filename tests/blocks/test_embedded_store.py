@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
+from pathlib import Path
 
 import httpx
 import pytest
 from cryptography.fernet import Fernet
 
 from agency.errors import CredentialMissing, SecretStoreError
-from agency.settings import get_settings
+from agency.settings import Settings, get_settings
 from blocks import (
     CLIENT_AREA,
     WEBHOOK_AREA,
@@ -85,3 +87,13 @@ def test_webhook_secrets_are_apart_from_credentials(client_slug: str) -> None:
     assert webhooks.read(client_slug, "webhook", "old-flow") == {"secret": "whsec_b2xk"}
     with pytest.raises(CredentialMissing):
         credentials.read(client_slug, "webhook", "old-flow")
+
+
+def test_without_a_configured_key_one_is_generated_once_into_the_home(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "home", secrets_key=None)
+    key = embedded_store_key(settings)
+    path = settings.home / "secrets.key"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert embedded_store_key(settings) == key
+    Fernet(key)  # a valid Fernet key
+    assert embedded_store_key(Settings(home=tmp_path / "other", secrets_key=None)) != key

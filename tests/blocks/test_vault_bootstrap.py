@@ -122,3 +122,39 @@ def test_webhook_secrets_live_where_no_client_policy_reaches(
     alpha_store = VaultSecretStore(VaultConnection.load(f"vault-{alpha}"), area="platform/webhooks")
     with pytest.raises(SecretStorePermissionDenied, match=path):
         alpha_store.read(alpha, "webhook", "lead-intake")
+
+
+def test_forgetting_a_client_removes_its_paths_policy_and_approle(
+    vault_env: str, vault_server: VaultServer, tmp_path: Path
+) -> None:
+    import hvac
+
+    from blocks import forget_client_secrets
+    from deployments.webhooks.secrets import store_secret
+
+    gone = f"g{secrets.token_hex(3)}"
+    assert _cli("vault", "bootstrap")[0] == 0
+    assert _cli("client", "add", gone)[0] == 0
+    values = tmp_path / "v.json"
+    values.write_text(json.dumps({"api_key": "sk-gone-secret"}))
+    assert (
+        _cli(
+            "credentials", "set", "--client", gone, "--kind", "openai", "--from-file", str(values)
+        )[0]
+        == 0
+    )
+    store_secret(get_settings(), gone, "echo", "whsec_Z29uZQ==")
+    root = vault_server.client()
+
+    assert forget_client_secrets(get_settings(), gone) == 2
+    for path in (f"clients/{gone}/openai/default", f"platform/webhooks/{gone}/webhook/echo"):
+        with pytest.raises(hvac.exceptions.InvalidPath):
+            root.secrets.kv.v2.read_secret_version(
+                path=path, mount_point=vault_env, raise_on_deleted_version=True
+            )
+    with pytest.raises(hvac.exceptions.InvalidPath):
+        root.sys.read_acl_policy(f"client-{gone}")
+    with pytest.raises(hvac.exceptions.InvalidPath):
+        root.auth.approle.read_role_id(f"client-{gone}")
+    with pytest.raises(ValueError):
+        VaultConnection.load(f"vault-{gone}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +88,10 @@ def test_platform_services_share_one_image_and_two_workers() -> None:
         assert command[:3] == ["prefect", "worker", "start"]
         assert command[command.index("--pool") + 1] == Settings().work_pool
     dockerfile = (INFRA / "Dockerfile").read_text()
-    for package in ("agency", "blocks", "nodes", "flows", "deployments", "portal"):
+    project = tomllib.loads((INFRA.parent / "pyproject.toml").read_text())
+    packages = [p.rstrip("*") for p in project["tool"]["setuptools"]["packages"]["find"]["include"]]
+    assert "cli" in packages and "gateway" in packages
+    for package in packages:  # every package the project installs is in the image
         assert f"COPY {package} ./{package}" in dockerfile
 
 
@@ -120,3 +124,40 @@ def test_webhook_activations_run_on_prefork_workers() -> None:
     platform = (INFRA / "k8s" / "platform.yaml").read_text()
     assert f"exec agency worker --pool {pool}" in platform
     assert f"{{name: AGENCY_WEBHOOK_WORK_POOL, value: {pool}}}" in platform
+
+
+def test_workers_send_heartbeats_and_crash_recovery_is_installed() -> None:
+    """Every process that executes flow runs sends flow-run heartbeats at the platform's
+    frequency, and each manifest installs the automations that act on their silence."""
+    from deployments.recovery import HEARTBEAT_SECONDS
+
+    beat = str(HEARTBEAT_SECONDS)
+    install = "from deployments.recovery import ensure_crash_recovery"
+    compose = _docs(COMPOSE)[0]
+    services = compose["services"]
+    assert compose["x-platform-env"]["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == beat
+    workers = [name for name in services if "worker" in name]
+    assert len(workers) == 4, workers
+    for name in workers:
+        assert services[name]["environment"]["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == beat, name
+    recovery = services["crash-recovery"]
+    assert install in " ".join(recovery["command"])
+    assert recovery["environment"]["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == beat
+
+    def env(container: dict[str, Any]) -> dict[str, str]:
+        return {e["name"]: e.get("value") for e in container.get("env", [])}
+
+    platform = _docs(INFRA / "k8s" / "platform.yaml")
+    pods = {
+        d["metadata"]["name"]: d["spec"]["template"]["spec"]["containers"][0]
+        for d in platform
+        if d["kind"] in {"Deployment", "Job"}
+    }
+    assert env(pods["agency-prefork-worker"])["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == beat
+    job = pods["agency-crash-recovery"]
+    assert install in " ".join(job["command"])
+    assert env(job)["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == beat
+    # the Kubernetes worker passes the Prefect settings it was given to its flow-run pods
+    values = _docs(INFRA / "k8s" / "prefect-worker-values.yaml")[0]
+    extra = {e["name"]: e["value"] for e in values["worker"]["extraEnvVars"]}
+    assert extra["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == beat

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
@@ -10,12 +11,14 @@ from pathlib import Path
 
 import pytest
 from prefect.client.schemas.objects import StateType
+from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
-from agency.db import record_llm_usage, utcnow
+from agency.db import AuditLog, Client, record_llm_usage, session_scope, utcnow
 from agency.errors import NotFound
 from agency.settings import get_settings
-from services import runs, workspace
+from services import authenticate, runs, workspace
+from services.auth import invite_user
 from tests.fixtures.llm_server import LlmServer
 from tests.fixtures.portal import PASSWORD, PendingApproval, PortalWorld, make_run
 
@@ -278,3 +281,95 @@ def test_approvals_answered_from_the_page_resume_the_run(world: PortalWorld) -> 
     assert "Approved: the run continues." in _texts(at)
     answer = pending.result()
     assert (answer.approved, answer.comment, answer.reviewer) == (True, "go ahead", world.email_a)
+
+
+def _set_client_status(world: PortalWorld, slug: str, status: str) -> None:
+    with session_scope(world.settings.platform_database_url) as session:
+        client = session.scalar(select(Client).where(Client.slug == slug))
+        assert client is not None
+        client.status = status  # type: ignore[assignment]
+
+
+def _fill_password(at: AppTest, current: str, new: str, again: str | None = None) -> None:
+    at.text_input(key="password.current").input(current)
+    at.text_input(key="password.new").input(new)
+    at.text_input(key="password.again").input(new if again is None else again)
+    at.button[0].click().run()
+
+
+def test_an_invited_user_sees_only_set_your_password_until_done(world: PortalWorld) -> None:
+    temporary = invite_user(world.settings, world.agency, world.client_a, "new@a.test")
+    invited = authenticate(world.settings, "new@a.test", temporary.temporary_password)
+    at = _app(invited)
+    assert [t.value for t in at.title] == ["Set your password"]
+    assert "temporary password" in _texts(at)
+    with pytest.raises(Exception):  # noqa: B017 - the workspace is not in the navigation
+        at.switch_page("pages/client/catalog.py").run()
+    direct = AppTest.from_file(str(PORTAL / "pages/client/catalog.py"), default_timeout=30)
+    direct.session_state["principal"] = invited
+    direct.run()
+    assert any("Choose your own password first" in e.value for e in direct.error)
+
+    at = _app(invited)
+    _fill_password(at, "not the temporary one", "my own passphrase")
+    assert [e.value for e in at.error] == ["The current password is wrong."]
+    _fill_password(at, temporary.temporary_password, "my own passphrase")
+    assert not at.exception, [e.value for e in at.exception]
+    assert [t.value for t in at.title] == ["Catalog"]
+    assert [t.value for t in at.toast] == ["Your password is set."]
+    assert not at.session_state["principal"].must_change_password
+    assert authenticate(world.settings, "new@a.test", "my own passphrase").client == world.client_a
+
+
+def test_change_password_page_keeps_this_session_and_ends_the_others(world: PortalWorld) -> None:
+    other = authenticate(world.settings, world.email_a, PASSWORD)
+    at = _app(world.a, "account/password.py")
+    assert [t.value for t in at.title] == ["Change password"]
+    _fill_password(at, PASSWORD, "a new passphrase", "another one")
+    assert [e.value for e in at.error] == ["The two new passwords differ."]
+    _fill_password(at, PASSWORD, "a new passphrase")
+    assert "Your password is changed." in _texts(at)
+    assert "a new passphrase" not in _texts(at) and PASSWORD not in _texts(at)
+    at.switch_page("pages/client/catalog.py").run()
+    assert [t.value for t in at.title] == ["Catalog"]
+
+    elsewhere = _app(other)
+    assert [t.value for t in elsewhere.title] == ["Sign in"]
+    assert "password or role changed" in _texts(elsewhere)
+
+
+def test_a_suspended_clients_open_session_ends_at_its_next_interaction(
+    world: PortalWorld,
+) -> None:
+    at = _app(world.a, "client/catalog.py")
+    staff = _app(world.agency)
+    _set_client_status(world, world.client_a, "suspended")
+    at.run()
+    assert [t.value for t in at.title] == ["Sign in"]
+    assert "This account is suspended. Contact your agency." in _texts(at)
+    assert "principal" not in at.session_state
+    staff.run()
+    assert [t.value for t in staff.title] == ["Clients"]
+
+
+def test_a_run_output_is_downloaded_over_the_session_only(world: PortalWorld) -> None:
+    run_id = make_run(world.client_a, secret_marker="delta")
+    (artifact,) = runs.run_artifacts(world.settings, world.a, run_id)
+    at = _app(world.a, "client/runs.py")
+    assert not at.get("download_button")  # its /media/ URL would answer without a session
+    assert not at.get("iframe")
+    at.button(key=f"runs.download.{artifact.id}").click().run()
+    (frame,) = at.get("iframe")
+    payload = base64.b64encode(artifact.content()).decode()
+    assert payload in frame.proto.srcdoc and not frame.proto.src
+    assert f'"{artifact.filename}"' in frame.proto.srcdoc
+    with session_scope(world.settings.platform_database_url) as session:
+        downloads = session.scalars(
+            select(AuditLog.target).where(AuditLog.action == "run.download")
+        ).all()
+    assert downloads == [artifact.filename]
+
+    _set_client_status(world, world.client_a, "suspended")
+    at.button(key=f"runs.download.{artifact.id}").click().run()
+    assert [t.value for t in at.title] == ["Sign in"] and not at.get("iframe")
+    assert "This account is suspended." in _texts(at)

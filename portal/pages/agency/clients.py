@@ -1,4 +1,5 @@
-"""Agency: the clients list, onboarding a client, inviting a client user (temporary password)."""
+"""Agency: the clients list, onboarding a client, inviting a client user (temporary password),
+suspending, resuming and offboarding a client."""
 
 from __future__ import annotations
 
@@ -54,3 +55,35 @@ with invite, st.form("client.invite"):
             created = admin.invite(s, who, client or "", email)
             st.success(f"User {created.email} created. Temporary password (shown once):")
             st.code(created.temporary_password, language=None)
+
+st.subheader("Suspend, resume or offboard")
+with st.form("client.lifecycle"):
+    target = st.selectbox("Client ", [c.slug for c in clients] if clients else [])
+    st.caption(
+        "Suspending pauses the client's schedules and refuses its portal users, API keys and "
+        "webhooks at once. Offboarding saves the client's data to a file, then deletes the "
+        "client everywhere; type the client's slug to confirm it."
+    )
+    confirm = st.text_input("Type the slug to offboard")
+    act_suspend, act_resume, act_offboard = st.columns(3)
+    if act_suspend.form_submit_button("Suspend"):
+        with friendly_errors():
+            view = admin.suspend(s, who, target or "")
+            st.session_state["clients.notice"] = f"Client {view.slug} is {view.status}."
+            st.rerun()
+    if act_resume.form_submit_button("Resume"):
+        with friendly_errors():
+            view = admin.resume(s, who, target or "")
+            st.session_state["clients.notice"] = f"Client {view.slug} is {view.status}."
+            st.rerun()
+    if act_offboard.form_submit_button("Offboard"):
+        if confirm.strip() != (target or ""):
+            st.error("Type the client's slug exactly to confirm offboarding.")
+        else:
+            with friendly_errors():
+                done = admin.offboard(s, who, target or "")
+                st.session_state["clients.notice"] = (
+                    f"Client {done.client} offboarded: {done.runs} run(s) and "
+                    f"{done.secrets} secret(s) deleted; its data is in {done.export}."
+                )
+                st.rerun()

@@ -1,5 +1,6 @@
 """Runs: this client's runs from Prefect (by the client tag) with state, trigger, logs and
-outputs; "Run now" and "Retry". The list refreshes itself while a run is active."""
+outputs; "Run now" and "Retry". The list refreshes itself while a run is active. An output is
+downloaded only after a signed-in click, and only over the session (``send_file``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from datetime import timedelta
 import streamlit as st
 
 from portal.components import acting_client, friendly_errors, principal, settings
+from portal.components.session import send_file
 from services import runs, workspace
 
 ICONS = {
@@ -103,13 +105,9 @@ def run_list() -> None:
                     st.markdown(str(artifact.data))
                 else:
                     st.write(artifact.data)
-                st.download_button(
-                    "Download",
-                    data=lambda a=artifact.id: runs.download_artifact(s, who, a)[1],
-                    file_name=artifact.filename,
-                    key=f"runs.download.{artifact.id}",
-                    on_click="ignore",
-                )
+                # not st.download_button: its /media/ URL would serve the file without a session
+                if st.button("Download", key=f"runs.download.{artifact.id}"):
+                    send_file(*runs.download_artifact(s, who, artifact.id))
         with st.expander("Logs", expanded=not outputs):
             st.code("\n".join(f"{x.at:%H:%M:%S} {x.message}" for x in lines) or "(no logs yet)")
 
