@@ -15,7 +15,7 @@ from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
 from agency.db import AuditLog, Client, record_llm_usage, session_scope, utcnow
-from agency.errors import NotFound
+from agency.errors import AuthFailed, NotFound
 from agency.settings import get_settings
 from services import authenticate, runs, workspace
 from services.auth import invite_user
@@ -373,3 +373,28 @@ def test_a_run_output_is_downloaded_over_the_session_only(world: PortalWorld) ->
     at.button(key=f"runs.download.{artifact.id}").click().run()
     assert [t.value for t in at.title] == ["Sign in"] and not at.get("iframe")
     assert "This account is suspended." in _texts(at)
+
+
+def test_agency_suspends_resumes_and_offboards_a_client_from_the_page(world: PortalWorld) -> None:
+    at = _app(world.agency)
+    client = world.client_b
+    next(b for b in at.selectbox if b.label == "Client ").set_value(client)
+    next(b for b in at.button if b.label == "Suspend").click().run()
+    assert f"Client {client} is suspended." in _texts(at)
+    with pytest.raises(AuthFailed, match="suspended"):
+        workspace.catalog(world.settings, world.b)
+    next(b for b in at.selectbox if b.label == "Client ").set_value(client)
+    next(b for b in at.button if b.label == "Resume").click().run()
+    assert f"Client {client} is active." in _texts(at)
+
+    next(b for b in at.selectbox if b.label == "Client ").set_value(client)
+    next(b for b in at.button if b.label == "Offboard").click().run()
+    assert "Type the client's slug exactly" in _texts(at)
+    assert client in set(at.dataframe[0].value["client"])
+    next(b for b in at.selectbox if b.label == "Client ").set_value(client)
+    next(t for t in at.text_input if t.label == "Type the slug to offboard").input(client)
+    next(b for b in at.button if b.label == "Offboard").click().run()
+    assert f"Client {client} offboarded" in _texts(at)
+    assert client not in set(at.dataframe[0].value["client"])
+    exports = list((world.settings.home / "exports").glob(f"{client}-*.json"))
+    assert len(exports) == 1
