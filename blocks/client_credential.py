@@ -12,7 +12,7 @@ from pydantic import Field
 from agency.errors import CredentialInvalid, CredentialMissing
 from agency.redaction import register_secret
 from blocks.kinds import CredentialModel, kind_model, parse_credential
-from blocks.stores.base import SecretStore
+from blocks.stores.base import CLIENT_AREA, SecretStore
 from blocks.stores.embedded import PrefectBlockSecretStore, embedded_store_key
 from blocks.stores.vault import VaultSecretStore
 from blocks.vault_connection import VaultConnection
@@ -53,17 +53,18 @@ class ClientCredential(SecretBlock):
         description="Name of the VaultConnection block used to read the secret.",
     )
 
-    def secret_store(self) -> SecretStore:
-        """The store this reference points into."""
+    def secret_store(self, area: str = CLIENT_AREA) -> SecretStore:
+        """The store this reference points into (``area``: another area of the same store, e.g.
+        the agency's OAuth apps, reached with the same connection)."""
         if self.store == "vault":
             if not self.vault_connection:
                 raise CredentialMissing(
                     self.client, self.kind, self.name, "no Vault connection is recorded"
                 )
-            return VaultSecretStore(VaultConnection.load(self.vault_connection))
+            return VaultSecretStore(VaultConnection.load(self.vault_connection), area=area)
         from agency.settings import get_settings
 
-        return PrefectBlockSecretStore(embedded_store_key(get_settings()))
+        return PrefectBlockSecretStore(embedded_store_key(get_settings()), area=area)
 
     def resolve(self) -> CredentialModel:
         """Read the values from the store and return the validated credential model.

@@ -6,6 +6,7 @@ secret); nodes receive the validated model from ``ClientCredential.load()``.
 
 from __future__ import annotations
 
+import time
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
@@ -138,6 +139,37 @@ class WebhookSigningCredential(CredentialModel):
     )
 
 
+class OAuthCredential(CredentialModel):
+    """An account connected through OAuth2 (the portal's *Connect* button): tokens and identity.
+
+    Written by the connect flow and by token refreshes, never typed in by hand.
+    """
+
+    provider: str = Field(title="Provider", description="OAuth app slug, e.g. google.")
+    access_token: SecretStr = Field(title="Access token", description="Bearer token for the API.")
+    refresh_token: SecretStr | None = Field(
+        default=None, title="Refresh token", description="Gets a new access token when it expires."
+    )
+    expires_at: float | None = Field(
+        default=None, title="Expires at", description="Unix time the access token expires."
+    )
+    scope: str = Field(default="", title="Scopes", description="Scopes the account granted.")
+    account: str = Field(default="", title="Account", description="Who connected, e.g. an email.")
+    token_type: str = Field(default="Bearer", title="Token type", description="Usually Bearer.")
+
+    def expires_within(self, seconds: float) -> bool:
+        """True when the access token is gone or expires within ``seconds``."""
+        return self.expires_at is not None and self.expires_at - time.time() <= seconds
+
+    def bearer(self) -> dict[str, str]:
+        """The ``Authorization`` header carrying the access token."""
+        return {"Authorization": f"Bearer {self.access_token.get_secret_value()}"}
+
+
+#: credential kinds filled by the OAuth2 connect flow (the kind names the provider; ``oauth2`` is
+#: any provider an agency engineer registers)
+OAUTH_KINDS: tuple[str, ...] = ("google", "microsoft", "slack", "hubspot", "oauth2")
+
 CREDENTIAL_KINDS: dict[str, type[CredentialModel]] = {
     "smtp": SmtpCredential,
     "openai": OpenAICredential,
@@ -146,6 +178,7 @@ CREDENTIAL_KINDS: dict[str, type[CredentialModel]] = {
     "slack_webhook": SlackWebhookCredential,
     "s3": S3Credential,
     "webhook_signing": WebhookSigningCredential,
+    **{kind: OAuthCredential for kind in OAUTH_KINDS},
 }
 
 

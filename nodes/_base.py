@@ -34,6 +34,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from agency.egress import EgressRefused
 from agency.errors import PermanentNodeError, SecretStoreUnavailable, TransientNodeError
 from blocks import CredentialModel, load_credential
+from blocks.kinds import OAUTH_KINDS
+from blocks.oauth import oauth_credential
 
 DEFAULT_RETRIES = 3
 DEFAULT_BACKOFF_SECONDS = 2.0  # delays 2 s, 4 s, 8 s before jitter
@@ -150,22 +152,43 @@ def _audit_refusal(client: str, error: EgressRefused) -> None:
         )
 
 
-def resolve_credential(client: str, kind: str, name: str, model: type[CredentialT]) -> CredentialT:
-    """Load the client's ``kind`` credential named ``name`` (one ``load_credential`` call).
+def credential_ref(ref: str, default_kind: str) -> tuple[str, str]:
+    """Split a node's credential reference: ``name`` (the node's own kind) or ``kind/name``
+    (another kind the node accepts, e.g. ``google/default`` for ``send_email``)."""
+    kind, sep, name = ref.partition("/")
+    return (kind, name) if sep else (default_kind, ref)
 
-    Raises ``CredentialMissing`` (fails once) when it is absent, and ``TransientNodeError`` when
-    the secret store cannot be reached right now.
+
+def resolve_credential(
+    client: str,
+    kind: str,
+    name: str,
+    model: type[CredentialT] | tuple[type[CredentialModel], ...],
+) -> CredentialT:
+    """Load the client's ``kind`` credential named ``name`` (``name`` may be ``kind/name``).
+
+    A connected account (an OAuth kind) comes with a fresh access token, refreshed once across
+    runs when it is about to expire. Raises ``CredentialMissing`` (fails once) when it is absent,
+    ``CredentialInvalid`` when a connection must be reconnected, and ``TransientNodeError`` when
+    the secret store or the provider cannot be reached right now.
     """
+    kind, name = credential_ref(name, kind)
     try:
-        credential = load_credential(client, kind, name)
+        if kind in OAUTH_KINDS:
+            credential: CredentialModel = oauth_credential(client, kind, name)
+        else:
+            credential = load_credential(client, kind, name)
     except SecretStoreUnavailable as exc:
         raise TransientNodeError(str(exc)) from exc
     if not isinstance(credential, model):
+        wanted = (
+            model.__name__ if isinstance(model, type) else " or ".join(m.__name__ for m in model)
+        )
         raise PermanentNodeError(
             f"Credential '{name}' of client '{client}' is a {type(credential).__name__}, "
-            f"not a {model.__name__}."
+            f"not a {wanted}."
         )
-    return credential
+    return credential  # type: ignore[return-value]
 
 
 def current_workflow() -> str | None:

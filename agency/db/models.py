@@ -322,3 +322,62 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+CREDENTIAL_HEALTH: tuple[str, ...] = ("connected", "expiring", "needs_reconnect", "failing")
+
+
+class CredentialStatus(Base):
+    """The health of one client credential: connection identity, last check, breakage.
+
+    OAuth connections have ``provider`` and ``account``; pasted credentials with a connection
+    test get a row at their first check. ``notified_at`` is set once per breakage so nobody is
+    emailed twice for it. Its row is also the refresh lock of an OAuth credential (an UPDATE of
+    the row is the first statement of a refresh's transaction on both backends).
+    """
+
+    __tablename__ = "credential_status"
+    __table_args__ = (
+        UniqueConstraint("client_id", "kind", "name"),
+        CheckConstraint(_in("status", CREDENTIAL_HEALTH), name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(64))
+    provider: Mapped[str | None] = mapped_column(String(64))
+    account: Mapped[str | None] = mapped_column(String(320))
+    scopes: Mapped[str | None] = mapped_column(String(2000))
+    status: Mapped[str] = mapped_column(String(32), default="connected")
+    detail: Mapped[str | None] = mapped_column(String(500))
+    connected_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    refreshed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    checked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    failing_since: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    notified_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class OAuthState(Base):
+    """One connect attempt: the OAuth ``state`` (by digest), who asked, and how it ended.
+
+    Single use (``used_at``), expiring ten minutes after ``created_at``, bound to the browser
+    that opened the start link (``browser_hash``, the digest of a cookie the gateway set).
+    """
+
+    __tablename__ = "oauth_states"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    state_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(64))
+    provider: Mapped[str] = mapped_column(String(64))
+    code_verifier: Mapped[str | None] = mapped_column(String(200))
+    browser_hash: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    outcome_ok: Mapped[bool | None] = mapped_column(Boolean)
+    outcome: Mapped[str | None] = mapped_column(String(500))

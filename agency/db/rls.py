@@ -33,7 +33,12 @@ POLICIES: dict[str, str] = {
 
 # tables added after migration 0004, each enabled by the migration that creates it
 LATER_POLICIES: dict[str, str] = {"webhook_batches": f"client = {CURRENT}"}
-ALL_POLICIES: dict[str, str] = {**POLICIES, **LATER_POLICIES}
+# tables added by migration 0008 (OAuth connections and credential health)
+CONNECTION_POLICIES: dict[str, str] = {
+    "credential_status": f"client_id = {_CLIENT_ID}",
+    "oauth_states": f"client_id = {_CLIENT_ID}",
+}
+ALL_POLICIES: dict[str, str] = {**POLICIES, **LATER_POLICIES, **CONNECTION_POLICIES}
 
 
 def enable_statements(tables: dict[str, str] = POLICIES) -> list[str]:

@@ -9,3 +9,7 @@ path "{{mount}}/metadata/clients/{{client}}/*" {
 path "{{mount}}/metadata/clients/{{client}}" {
   capabilities = ["list"]
 }
+# the agency's OAuth app registrations: a run refreshes the client's tokens with the app's secret
+path "{{mount}}/data/platform/oauth/agency/app/*" {
+  capabilities = ["read"]
+}

@@ -35,6 +35,7 @@ from agency.db import (
 
 TABLES = {"clients", "users", "activations", "activation_versions", "audit_log", "llm_usage"}
 TABLES |= {"webhook_endpoints", "webhook_deliveries", "webhook_batches", "api_keys"}
+TABLES |= {"credential_status", "oauth_states"}
 
 
 def _tables(url: str) -> set[str]:
