@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -126,8 +126,31 @@ class Settings(BaseSettings):
         default=5, description="Failed sign-ins in a row that lock an account."
     )
     lockout_minutes: int = Field(default=15, description="How long a locked account stays locked.")
+    notify_smtp_host: str | None = Field(
+        default=None,
+        description="SMTP relay for the platform's own notices (broken credentials, ...); unset: "
+        "notices go to the log and the audit log only.",
+    )
+    notify_smtp_port: int = Field(default=587, description="Port of the notice SMTP relay.")
+    notify_smtp_security: Literal["starttls", "tls", "none"] = Field(
+        default="starttls", description="How the notice relay connection is encrypted."
+    )
+    notify_smtp_username: str | None = Field(default=None, description="Notice relay login.")
+    notify_smtp_password: SecretStr | None = Field(
+        default=None, description="Notice relay password."
+    )
+    notify_from: str = Field(
+        default="Agency <noreply@agency.test>", description="Sender of the platform's notices."
+    )
+    notify_agency_emails: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="More addresses (comma-separated or a JSON list) that get the agency's "
+        "notices, beside every agency staff user.",
+    )
 
-    @field_validator("egress_allow", "egress_platform_endpoints", mode="before")
+    @field_validator(
+        "egress_allow", "egress_platform_endpoints", "notify_agency_emails", mode="before"
+    )
     @classmethod
     def _list(cls, value: object) -> object:
         if isinstance(value, str):
@@ -155,6 +178,11 @@ class Settings(BaseSettings):
         """Base URL senders use to reach the webhook gateway."""
         base = self.public_base_url or f"http://{self.gateway_host}:{self.gateway_port}"
         return base.rstrip("/")
+
+    @property
+    def portal_base_url(self) -> str:
+        """Where people reach the portal: ``portal_url``, else its host and port."""
+        return (self.portal_url or f"http://{self.portal_host}:{self.portal_port}").rstrip("/")
 
     def pool_for(self, *, webhook: bool) -> str:
         """The work pool of an activation: the prefork pool when a webhook starts it."""

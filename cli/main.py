@@ -337,6 +337,10 @@ from cli.commands.approvals import approvals_app  # noqa: E402
 
 app.add_typer(approvals_app, name="approvals")
 
+from cli.commands.connections import connections_app  # noqa: E402
+
+app.add_typer(connections_app, name="connections")
+
 from cli.commands.exporter import register as _register_exporter  # noqa: E402
 
 _register_exporter(app)

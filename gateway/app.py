@@ -21,7 +21,7 @@ from agency.db import session_scope
 from agency.settings import Settings
 from deployments.webhooks.metrics import Metrics
 from deployments.webhooks.outbox import pending_count
-from gateway import client_api, routes
+from gateway import client_api, oauth, routes
 from gateway.intake import Gateway, event_model
 
 
@@ -80,6 +80,7 @@ def create_app(
     app.include_router(client_api.router)
     client_api.install_error_handlers(app)
     app.include_router(routes.router)
+    app.include_router(oauth.router)
     return app
 
 
