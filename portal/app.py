@@ -80,6 +80,7 @@ else:
                 home,
                 _page("agency/runs.py", "All runs", "monitoring"),
                 _page("agency/costs.py", "Costs", "payments"),
+                _page("agency/apps.py", "Account connections", "link"),
             ],
             "Client workspace": _client_pages(default=False),
             "Account": account,

@@ -331,7 +331,7 @@ def attempt_outcome(settings: Settings, principal: Principal, attempt_id: int) -
         if row is None or not mine:
             raise NotFound("No such connect attempt.")
         if row.outcome is None:
-            if utcnow() - row.created_at > STATE_TTL:
+            if row.started_at is not None and utcnow() - row.created_at > STATE_TTL:
                 return Outcome(True, False, "The connect link expired. Press Connect again.")
             return Outcome(False, False, "Waiting for you to approve at the provider…")
         return Outcome(True, bool(row.outcome_ok), row.outcome)

@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import streamlit as st
 
+from blocks.kinds import OAUTH_KINDS
 from portal.components import acting_client, friendly_errors, model_form, principal, settings
+from portal.components.connect import badge, connected_accounts
 from services import workspace
 from services.connection_tests import TESTABLE_KINDS, check_connection
+from services.connections import list_connections
 
 st.title("Credentials")
 s, who, client = settings(), principal(), acting_client()
 
+with friendly_errors():
+    connected_accounts(s, who, client)
+
 st.subheader("Stored")
 with friendly_errors():
-    stored = workspace.credentials(s, who, client)
+    stored = [c for c in workspace.credentials(s, who, client) if c.kind not in OAUTH_KINDS]
+    health = {(c.kind, c.name): c for c in list_connections(s, who, client)}
     if not stored:
         st.info("No credentials stored yet.")
     for cred in stored:
@@ -21,7 +28,12 @@ with friendly_errors():
         row[0].markdown(f"**{cred.kind}**")
         row[1].write(cred.name)
         when = f"{cred.set_on:%Y-%m-%d %H:%M} UTC" if cred.set_on else "unknown date"
+        checked = health.get((cred.kind, cred.name))
         row[2].caption(f"set on {when} · {cred.store} store")
+        if checked is not None:
+            row[2].markdown(badge(checked.status))
+            if checked.detail and checked.status != "connected":
+                row[2].caption(checked.detail)
         if cred.kind in TESTABLE_KINDS and cred.kind != "http_auth":
             if row[3].button("Test", key=f"test.{cred.kind}.{cred.name}"):
                 with friendly_errors():
@@ -37,7 +49,7 @@ if notice:
     st.success(notice)
 
 st.subheader("Add or replace")
-kinds = workspace.credential_kinds()
+kinds = {k: m for k, m in workspace.credential_kinds().items() if k not in OAUTH_KINDS}
 kind = st.selectbox("Kind", sorted(kinds), key="credential.kind")
 model = kinds[kind]
 if model.__doc__:
