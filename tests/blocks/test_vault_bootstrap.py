@@ -158,3 +158,32 @@ def test_forgetting_a_client_removes_its_paths_policy_and_approle(
         root.auth.approle.read_role_id(f"client-{gone}")
     with pytest.raises(ValueError):
         VaultConnection.load(f"vault-{gone}")
+
+
+def test_oauth_apps_are_readable_but_not_writable_by_a_client_policy(
+    vault_env: str, vault_server: VaultServer, tmp_path: Path
+) -> None:
+    from blocks.oauth import OAUTH_AREA, load_app, save_app
+
+    alpha = f"o{secrets.token_hex(3)}"
+    assert _cli("vault", "bootstrap")[0] == 0
+    assert _cli("client", "add", alpha)[0] == 0
+    secret_file = tmp_path / "google.secret"
+    secret_file.write_text("app-secret-of-the-agency\n")
+    code, out = _cli(
+        "connections", "app", "set", "google", "--client-id", "cid-1",
+        "--client-secret-file", str(secret_file),
+    )  # fmt: skip
+    assert code == 0, out
+    assert "app-secret-of-the-agency" not in out and "/oauth/callback" in out
+    stored = vault_server.client().secrets.kv.v2.read_secret_version(
+        path="platform/oauth/agency/app/google", mount_point=vault_env,
+        raise_on_deleted_version=True,
+    )  # fmt: skip
+    assert stored["data"]["data"]["client_id"] == "cid-1"
+    # a client's runs renew tokens with the app: they may read it, never change it
+    client_store = VaultSecretStore(VaultConnection.load(f"vault-{alpha}"), area=OAUTH_AREA)
+    app = load_app(client_store, "google")
+    assert app.client_secret.get_secret_value() == "app-secret-of-the-agency"
+    with pytest.raises(SecretStorePermissionDenied):
+        save_app(client_store, "google", "cid-2", "stolen")
