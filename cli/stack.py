@@ -2,11 +2,13 @@
 
 Starts a real ``prefect server start`` on SQLite (health in ~4 s, unlike ephemeral mode's 8-15 s
 per process), applies platform DB migrations, registers our block types, creates the ``agency``
-process work pool and starts one worker, and an ``agency-prefork`` pool with one prefork worker,
-then the gateway and the portal. A :class:`cli.supervisor.Supervisor` restarts any of them that
-dies (with backoff, logged to stdout and ``<home>/logs/stack.log``); Ctrl-C or SIGTERM stops every
-process it started, and so does a child that keeps failing. The Prefect API requires an auth
-string generated once into ``<home>/prefect-api-auth`` (see :func:`api_auth_string`).
+process work pool with the deployment of the daily credential health check
+(:func:`install_health_check`) and starts one worker, and an ``agency-prefork`` pool with one
+prefork worker, then the gateway and the portal. A :class:`cli.supervisor.Supervisor` restarts
+any of them that dies (with backoff, logged to stdout and ``<home>/logs/stack.log``); Ctrl-C or
+SIGTERM stops every process it started, and so does a child that keeps failing. The Prefect API
+requires an auth string generated once into ``<home>/prefect-api-auth`` (see
+:func:`api_auth_string`).
 """
 
 from __future__ import annotations
@@ -22,10 +24,13 @@ import httpx
 from cryptography.fernet import Fernet
 
 from agency.keyfiles import secret_file
-from agency.settings import Settings
+from agency.settings import Settings, get_settings
 from cli.supervisor import Child, ChildFailed, Supervisor, interrupt_on_sigterm
 
 AUTH_FILE = "prefect-api-auth"
+#: the daily credential health check: ``credential_health/daily`` at 06:00 UTC
+HEALTH_DEPLOYMENT = "daily"
+HEALTH_CRON = "0 6 * * *"
 
 
 def encryption_key(settings: Settings) -> str:
@@ -73,6 +78,34 @@ def stack_environment(settings: Settings) -> dict[str, str]:
             p for p in (str(settings.project_dir), os.environ.get("PYTHONPATH", "")) if p
         ),
     }
+
+
+def install_health_check(settings: Settings | None = None) -> str:
+    """Create or update the deployment of the daily credential health check
+    (:mod:`services.health_flow`) on the platform's work pool, at 06:00 UTC; idempotent.
+
+    Returns the deployment's id. Run where the Prefect API is reachable (``agency up`` runs it in
+    a child process with the stack's environment; the manifests in a one-shot job).
+    """
+    from prefect import Flow
+    from prefect.schedules import Cron
+
+    from services.health_flow import ENTRYPOINT
+
+    settings = settings or get_settings()
+    flow = Flow.from_source(source=str(settings.project_dir), entrypoint=ENTRYPOINT)
+    deployment_id = flow.deploy(  # type: ignore[union-attr]
+        name=HEALTH_DEPLOYMENT,
+        work_pool_name=settings.work_pool,
+        build=False,
+        push=False,
+        schedules=[Cron(HEALTH_CRON, timezone="UTC")],
+        tags=["platform"],
+        description="Daily check of every client's credentials; emails each new breakage once.",
+        print_next_steps=False,
+        ignore_warnings=True,
+    )
+    return str(deployment_id)
 
 
 def _wait_healthy(url: str, supervisor: Supervisor, timeout: float = 90) -> None:
@@ -142,6 +175,15 @@ def run_stack(settings: Settings) -> int:
             check=True,
             stdout=subprocess.DEVNULL,
         )
+        # the daily credential health check, run by the worker below
+        health = "from cli.stack import install_health_check as i; i()"
+        if subprocess.run(
+            [sys.executable, "-c", health],
+            env=env,
+            cwd=settings.project_dir,
+            stdout=subprocess.DEVNULL,
+        ).returncode:
+            print("warning: the daily credential health check not installed", file=sys.stderr)
         start(
             "worker",
             prefect + ["worker", "start", "--pool", settings.work_pool, "--type", "process"],
@@ -172,6 +214,8 @@ def run_stack(settings: Settings) -> int:
             f"  work pools   {settings.work_pool} (1 process worker: cron and manual runs), "
             f"{prefork_pool} (1 prefork worker: webhook-started runs)\n"
             f"  webhooks     {settings.gateway_url}/hooks/<client>/<workflow> (API docs /docs)\n"
+            f"  health check credential_health/{HEALTH_DEPLOYMENT} daily at 06:00 UTC "
+            "(agency connections check: now)\n"
             "A process that dies is restarted (see logs/stack.log). Press Ctrl-C to stop.",
             flush=True,
         )

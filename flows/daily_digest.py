@@ -12,7 +12,12 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel, ConfigDict, Field
 
-from flows.manifest import CredentialRequirement, WorkflowManifest
+from flows.manifest import (
+    EMAIL_CREDENTIAL_HELP,
+    MAILBOX_KINDS,
+    CredentialRequirement,
+    WorkflowManifest,
+)
 from nodes import HttpRequestInput, LlmInput, SendEmailInput, http_request, llm, send_email
 
 MAX_SOURCE_CHARS = 12_000  # keeps the prompt well inside small models' context windows
@@ -52,7 +57,7 @@ class DailyDigestSettings(BaseModel):
         default="default", title="LLM credential", description="Name of the openai credential."
     )
     smtp_credential: str = Field(
-        default="default", title="Email credential", description="Name of the smtp credential."
+        default="default", title="Email credential", description=EMAIL_CREDENTIAL_HELP
     )
 
 
@@ -75,7 +80,10 @@ MANIFEST = WorkflowManifest(
             kind="openai", setting="openai_credential", description="Writes the summary."
         ),
         CredentialRequirement(
-            kind="smtp", setting="smtp_credential", description="Sends the digest email."
+            kind="smtp",
+            also=MAILBOX_KINDS,
+            setting="smtp_credential",
+            description="Sends the digest email.",
         ),
     ),
     triggers=("cron", "manual"),

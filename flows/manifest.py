@@ -11,14 +11,48 @@ from agency.errors import InputInvalid
 Trigger = Literal["cron", "webhook", "manual"]
 
 
+#: what a workflow that sends email accepts besides an smtp credential: a connected mailbox
+MAILBOX_KINDS: tuple[str, ...] = ("google", "microsoft")
+#: the description of a settings field naming the email credential
+EMAIL_CREDENTIAL_HELP = (
+    "Name of the smtp credential, or google/<name> / microsoft/<name> for a connected mailbox."
+)
+
+
 class CredentialRequirement(BaseModel):
-    """A credential the workflow needs: a fixed ``name``, or the settings field that picks it."""
+    """A credential the workflow needs: a fixed ``name``, or the settings field that picks it.
+
+    A setting holds a plain name (a credential of ``kind``) or ``<kind>/<name>`` naming ``kind``
+    or one of the ``also`` kinds, e.g. ``google/default`` for a workflow that sends email.
+    """
 
     kind: str = Field(description="Credential kind, e.g. smtp.")
+    also: tuple[str, ...] = Field(
+        default=(), description="Other kinds that satisfy it, given as <kind>/<name>."
+    )
     setting: str | None = Field(default=None, description="Settings field holding the name.")
     name: str | None = Field(default=None, description="Fixed credential name (spec workflows).")
     description: str = Field(description="Why the workflow needs it, shown to the client.")
     optional: bool = Field(default=False, description="The workflow runs without it.")
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """Every kind that satisfies the requirement, ``kind`` first."""
+        return (self.kind, *self.also)
+
+    def resolve(self, value: str) -> tuple[str, str]:
+        """``(kind, name)`` of a setting value (``name`` or ``kind/name``); ``InputInvalid`` in
+        plain words when it names a kind the requirement does not accept."""
+        kind, sep, name = value.partition("/")
+        if not sep:
+            return self.kind, value
+        if kind not in self.kinds or not name:
+            where = f"Setting '{self.setting}'" if self.setting else "The credential"
+            accepted = f"the name of one of the client's {self.kind} credentials" + "".join(
+                f", or {k}/<name>" for k in self.also
+            )
+            raise InputInvalid(f"{where} is '{value}', but this workflow accepts only {accepted}.")
+        return kind, name
 
 
 class WorkflowManifest(BaseModel):
@@ -54,7 +88,7 @@ class WorkflowManifest(BaseModel):
     def validate_settings(self, data: dict[str, Any]) -> BaseModel:
         """Validate client settings; raise ``InputInvalid`` listing every bad field."""
         try:
-            return self.settings_model.model_validate(data)
+            model = self.settings_model.model_validate(data)
         except ValidationError as exc:
             problems = "; ".join(
                 f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
@@ -63,12 +97,15 @@ class WorkflowManifest(BaseModel):
             raise InputInvalid(
                 f"Invalid settings for workflow '{self.slug}': {problems}."
             ) from None
+        self.required_credentials(model)  # a credential of a kind the workflow cannot use
+        return model
 
     def required_credentials(self, settings: BaseModel) -> list[tuple[str, str]]:
-        """``(kind, name)`` pairs the given settings will load at run time."""
+        """``(kind, name)`` pairs the given settings will load at run time (``google/boss`` in
+        a setting is ``("google", "boss")``); ``InputInvalid`` for a kind it does not accept."""
         pairs = []
         for req in self.credentials:
             name = req.name or (getattr(settings, req.setting, None) if req.setting else None)
             if name:
-                pairs.append((req.kind, str(name)))
+                pairs.append(req.resolve(str(name)))
         return pairs

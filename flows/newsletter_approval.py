@@ -11,7 +11,12 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel, ConfigDict, Field
 
-from flows.manifest import CredentialRequirement, WorkflowManifest
+from flows.manifest import (
+    EMAIL_CREDENTIAL_HELP,
+    MAILBOX_KINDS,
+    CredentialRequirement,
+    WorkflowManifest,
+)
 from nodes import HttpRequestInput, LlmInput, SendEmailInput, http_request, llm, send_email
 from nodes.approve import ApproveInput, approve
 
@@ -61,7 +66,7 @@ class NewsletterSettings(BaseModel):
         default="default", title="LLM credential", description="Name of the openai credential."
     )
     smtp_credential: str = Field(
-        default="default", title="Email credential", description="Name of the smtp credential."
+        default="default", title="Email credential", description=EMAIL_CREDENTIAL_HELP
     )
 
 
@@ -84,7 +89,10 @@ MANIFEST = WorkflowManifest(
             kind="openai", setting="openai_credential", description="Drafts the newsletter."
         ),
         CredentialRequirement(
-            kind="smtp", setting="smtp_credential", description="Sends the approved newsletter."
+            kind="smtp",
+            also=MAILBOX_KINDS,
+            setting="smtp_credential",
+            description="Sends the approved newsletter.",
         ),
     ),
     triggers=("cron", "manual"),

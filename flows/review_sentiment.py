@@ -12,7 +12,12 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.futures import PrefectFuture, wait
 from pydantic import BaseModel, ConfigDict, Field
 
-from flows.manifest import CredentialRequirement, WorkflowManifest
+from flows.manifest import (
+    EMAIL_CREDENTIAL_HELP,
+    MAILBOX_KINDS,
+    CredentialRequirement,
+    WorkflowManifest,
+)
 from nodes import (
     HttpRequestInput,
     LlmInput,
@@ -74,7 +79,7 @@ class ReviewSentimentSettings(BaseModel):
         default="default", title="LLM credential", description="Name of the openai credential."
     )
     smtp_credential: str = Field(
-        default="default", title="Email credential", description="Name of the smtp credential."
+        default="default", title="Email credential", description=EMAIL_CREDENTIAL_HELP
     )
     storage_credential: str | None = Field(
         default=None,
@@ -104,7 +109,10 @@ MANIFEST = WorkflowManifest(
             description="Classifies and summarises reviews.",
         ),
         CredentialRequirement(
-            kind="smtp", setting="smtp_credential", description="Sends the report."
+            kind="smtp",
+            also=MAILBOX_KINDS,
+            setting="smtp_credential",
+            description="Sends the report.",
         ),
         CredentialRequirement(
             kind="s3",

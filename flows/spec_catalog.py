@@ -60,6 +60,19 @@ def settings_model(spec: WorkflowSpec) -> type[BaseModel]:
     return create_model(f"{model_name}Settings", __config__=ConfigDict(extra="forbid"), **fields)
 
 
+def credential_requirements(spec: WorkflowSpec) -> tuple[CredentialRequirement, ...]:
+    """One requirement per distinct (kind, name) the spec binds, naming the aliases using it."""
+    aliases: dict[tuple[str, str], list[str]] = {}
+    for alias, binding in spec.credentials.items():
+        aliases.setdefault((binding.kind, binding.name), []).append(alias)
+    return tuple(
+        CredentialRequirement(
+            kind=kind, name=name, description=f"Used by the spec as {', '.join(sorted(used))}."
+        )
+        for (kind, name), used in sorted(aliases.items())
+    )
+
+
 def manifest_for(spec: WorkflowSpec) -> WorkflowManifest:
     """The catalog manifest derived from a spec."""
     return WorkflowManifest(
@@ -69,12 +82,7 @@ def manifest_for(spec: WorkflowSpec) -> WorkflowManifest:
         version=spec.version,
         entrypoint=f"{ENTRYPOINT_FILE}:{attribute_name(spec.name)}",
         settings_model=settings_model(spec),
-        credentials=tuple(
-            CredentialRequirement(
-                kind=kind, name=name, description=f"Used by the spec as '{name}'."
-            )
-            for name, kind in sorted(spec.credentials.items())
-        ),
+        credentials=credential_requirements(spec),
         triggers=tuple(t for t in spec.triggers if t in ("cron", "webhook", "manual"))
         or ("manual",),
         default_cron=spec.default_cron,

@@ -16,23 +16,22 @@ from prefect import Flow, flow
 
 from agency.errors import SpecInvalid
 from flows.spec.engine import SpecRun
-from flows.spec.model import WorkflowSpec, load_spec_file, parse_spec, spec_to_dict
-from flows.spec.validate import check_spec, ensure_valid
+from flows.spec.model import WorkflowSpec, parse_spec, read_spec_text, spec_to_dict
+from flows.spec.validate import check_text, ensure_valid, ensure_valid_text
 
 
 def load_spec(path: str | Path) -> WorkflowSpec:
     """Parse and validate a spec file; raise ``SpecInvalid`` with all problems."""
-    spec, root = load_spec_file(Path(path))
-    return ensure_valid(spec, root, str(path))
+    return ensure_valid_text(read_spec_text(Path(path)), str(path))
 
 
 def validate_file(path: str | Path) -> list[str]:
-    """Every problem in a spec file (empty list when valid)."""
+    """Every problem in a spec file, schema and catalog together (empty list when valid)."""
     try:
-        spec, root = load_spec_file(Path(path))
+        text = read_spec_text(Path(path))
     except SpecInvalid as exc:
         return exc.problems
-    return check_spec(spec, root, str(path))
+    return check_text(text, str(path))[1]
 
 
 def check_inputs(spec: WorkflowSpec, inputs: dict[str, Any]) -> None:
@@ -72,8 +71,7 @@ def run_spec(
     """Validate and run a spec given as a dict."""
     import yaml
 
-    parsed, root = parse_spec(yaml.safe_dump(spec), spec.get("name", "<spec>"))
-    ensure_valid(parsed, root, parsed.name)
+    parsed = ensure_valid_text(yaml.safe_dump(spec), str(spec.get("name", "<spec>")))
     return execute_spec(parsed, client, inputs or {})
 
 

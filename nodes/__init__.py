@@ -32,6 +32,11 @@ from nodes.approve import ApprovalAnswer, ApproveInput, ApproveOutput, approve
 from nodes.catalog import CATALOG, ENTRY_POINT_GROUP, get_node, list_nodes, reload_catalog
 from nodes.db_query import DbQueryInput, DbQueryOutput, db_query
 from nodes.delay import DelayInput, DelayOutput, delay
+from nodes.google_sheets_append import (
+    GoogleSheetsAppendInput,
+    GoogleSheetsAppendOutput,
+    google_sheets_append,
+)
 from nodes.http_request import HttpRequestInput, HttpRequestOutput, http_request
 from nodes.llm import LlmInput, LlmOutput, TokenUsage, llm
 from nodes.log_message import LogMessageInput, LogMessageOutput, log_message
@@ -61,6 +66,8 @@ __all__ = [
     "DbQueryOutput",
     "DelayInput",
     "DelayOutput",
+    "GoogleSheetsAppendInput",
+    "GoogleSheetsAppendOutput",
     "HttpRequestInput",
     "HttpRequestOutput",
     "LlmInput",
@@ -94,6 +101,7 @@ __all__ = [
     "delay",
     "failure_exception",
     "get_node",
+    "google_sheets_append",
     "http_request",
     "list_nodes",
     "llm",

@@ -25,6 +25,7 @@ from nodes.aggregate import SPEC as AGGREGATE
 from nodes.approve import SPEC as APPROVE
 from nodes.db_query import SPEC as DB_QUERY
 from nodes.delay import SPEC as DELAY
+from nodes.google_sheets_append import SPEC as GOOGLE_SHEETS_APPEND
 from nodes.http_request import SPEC as HTTP_REQUEST
 from nodes.llm import SPEC as LLM
 from nodes.log_message import SPEC as LOG_MESSAGE
@@ -44,6 +45,7 @@ BUILTIN: dict[str, NodeSpec] = {
         APPROVE,
         DB_QUERY,
         DELAY,
+        GOOGLE_SHEETS_APPEND,
         HTTP_REQUEST,
         LLM,
         LOG_MESSAGE,

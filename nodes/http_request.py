@@ -1,11 +1,17 @@
 """The ``http_request`` node: one HTTP request with httpx, optionally authenticated.
 
 Sends ``<method> <url>`` with the given headers, query parameters and JSON body. With a
-``credential`` (kind ``http_auth``) it adds ``Authorization: Bearer <token>``, an API-key header
-(``X-API-Key`` by default) or HTTP basic auth. A 2xx/3xx answer returns an ``HttpRequestOutput``;
-408/425/429/5xx, timeouts and connection errors raise ``TransientNodeError`` (retried); any other
-4xx raises ``PermanentNodeError``. Error messages carry the method, the URL without its query and
-a snippet of the answer, never a request header.
+``credential`` of kind ``http_auth`` (a plain name) it adds ``Authorization: Bearer <token>``, an
+API-key header (``X-API-Key`` by default) or HTTP basic auth; with a connected account
+(``<kind>/<name>`` of an OAuth kind, e.g. ``hubspot/crm`` or ``oauth2/erp``) it adds
+``Authorization: Bearer <access token>``, refreshed first when it is about to expire. A 2xx/3xx
+answer returns an ``HttpRequestOutput``; 408/425/429/5xx, timeouts and connection errors raise
+``TransientNodeError`` (retried); a 401 to a connected account raises ``CredentialInvalid`` (it
+must be reconnected); any other 4xx raises ``PermanentNodeError``. Error messages carry the
+method, the URL without its query and a snippet of the answer, never a request header.
+
+:class:`ConnectedAccount` is the shared way nodes call a provider's own API (Gmail, Graph, Slack,
+Sheets) with a connected account: bearer token, egress guard and the same error mapping.
 
 Every connection, each redirect hop included, goes through the egress guard
 (:mod:`agency.egress`): a private or platform address is refused with ``PermanentNodeError``.
@@ -14,6 +20,7 @@ Every connection, each redirect hop included, goes through the egress guard
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import httpx
@@ -21,10 +28,26 @@ from prefect import get_run_logger
 from pydantic import Field, field_validator
 
 from agency.egress import guarded_client
-from agency.errors import PermanentNodeError, TransientNodeError, status_to_error
+from agency.errors import (
+    CredentialInvalid,
+    PermanentNodeError,
+    SecretStoreUnavailable,
+    TransientNodeError,
+    status_to_error,
+)
 from agency.redaction import redact
-from blocks import HttpAuthCredential
-from nodes._base import NodeInput, NodeOutput, NodeSpec, node_task, resolve_credential
+from blocks import ClientCredential, HttpAuthCredential
+from blocks.kinds import OAUTH_KINDS, OAuthCredential
+from blocks.names import credential_block_name
+from blocks.oauth import OAUTH_AREA, OAuthProvider, load_app
+from nodes._base import (
+    NodeInput,
+    NodeOutput,
+    NodeSpec,
+    credential_ref,
+    node_task,
+    resolve_credential,
+)
 
 KIND = "http_request"
 CREDENTIAL_KIND = "http_auth"
@@ -54,7 +77,11 @@ class HttpRequestInput(NodeInput):
     credential: str | None = Field(
         default=None,
         title="Credential",
-        description="Name of the client's http_auth credential (a reference, never a value).",
+        description=(
+            "Name of the client's http_auth credential, or <kind>/<name> of a connected account "
+            "(oauth2, google, microsoft, slack, hubspot) for a Bearer token; a reference, never "
+            "a value."
+        ),
     )
     timeout_seconds: float = Field(
         default=30.0, gt=0, title="Timeout", description="Seconds for connect, read and write."
@@ -96,6 +123,71 @@ def _body(response: httpx.Response) -> Any:
     return response.text
 
 
+@dataclass(frozen=True)
+class ConnectedAccount:
+    """A client's connected account (an OAuth kind) with a fresh access token and its provider."""
+
+    kind: str
+    name: str
+    credential: OAuthCredential
+    provider: OAuthProvider
+
+    @property
+    def title(self) -> str:
+        """The provider's name shown to clients, e.g. Google."""
+        return self.provider.title
+
+    def refused(self, reason: str) -> CredentialInvalid:
+        """The error for a provider that refuses the token: the client must reconnect."""
+        return CredentialInvalid(
+            f"{self.title} refused the connection '{self.name}' ({reason}): "
+            "reconnect it under Credentials."
+        )
+
+    def call(
+        self, method: str, url: str, what: str, timeout: float, **options: Any
+    ) -> httpx.Response:
+        """Send one request to the provider's API with the bearer token (``what`` names it in
+        messages); 401/403 raise ``CredentialInvalid``, 408/425/429/5xx and connection errors
+        ``TransientNodeError``, any other 4xx ``PermanentNodeError``."""
+        where = f"{self.title} ({what})"
+        headers = {"accept": "application/json", **self.credential.bearer()}
+        try:
+            with guarded_client(timeout=timeout) as http:
+                response = http.request(method, url, headers=headers, **options)
+        except httpx.TimeoutException as exc:
+            raise TransientNodeError(f"{where} timed out after {timeout:g} s.") from exc
+        except httpx.TransportError as exc:
+            raise TransientNodeError(f"{where} failed: {type(exc).__name__}.") from exc
+        if response.status_code in (401, 403):
+            raise self.refused(f"HTTP {response.status_code}")
+        if response.status_code >= 400:
+            snippet = redact(response.text[:_SNIPPET])
+            error = status_to_error(response.status_code)
+            raise error(f"{where} answered {response.status_code}: {snippet}")
+        return response
+
+
+def connected_account(
+    client: str, ref: str, default_kind: str, accepted: tuple[str, ...]
+) -> ConnectedAccount:
+    """Resolve ``ref`` (``name`` of ``default_kind``, or ``kind/name``) to a connected account of
+    one of the ``accepted`` kinds, with a fresh token and its provider's endpoints."""
+    kind, name = credential_ref(ref, default_kind)
+    if kind not in accepted:
+        raise PermanentNodeError(
+            f"Credential '{ref}' is not a connected account this node can use "
+            f"(accepted: {', '.join(f'{k}/<name>' for k in accepted)})."
+        )
+    credential = resolve_credential(client, kind, name, OAuthCredential)
+    try:
+        block = ClientCredential.load_block(credential_block_name(client, kind, name))
+        app = load_app(block.secret_store(area=OAUTH_AREA), credential.provider)
+    except SecretStoreUnavailable as exc:
+        raise TransientNodeError(str(exc)) from exc
+    return ConnectedAccount(kind=kind, name=name, credential=credential, provider=app.provider)
+
+
 @node_task(KIND, timeout_seconds=120)
 def http_request(params: HttpRequestInput) -> HttpRequestOutput:
     """Send one HTTP request and return status, headers, body, final URL and elapsed time.
@@ -108,7 +200,11 @@ def http_request(params: HttpRequestInput) -> HttpRequestOutput:
     """
     headers = dict(params.headers)
     auth: httpx.Auth | None = None
-    if params.credential:
+    account: ConnectedAccount | None = None
+    if params.credential and credential_ref(params.credential, CREDENTIAL_KIND)[0] in OAUTH_KINDS:
+        account = connected_account(params.client, params.credential, CREDENTIAL_KIND, OAUTH_KINDS)
+        headers.update(account.credential.bearer())
+    elif params.credential:
         cred = resolve_credential(
             params.client, CREDENTIAL_KIND, params.credential, HttpAuthCredential
         )
@@ -138,6 +234,8 @@ def http_request(params: HttpRequestInput) -> HttpRequestOutput:
     except httpx.TransportError as exc:
         raise TransientNodeError(f"{where} failed: {type(exc).__name__}: {exc}") from exc
 
+    if response.status_code == 401 and account is not None:
+        raise account.refused("HTTP 401")
     if response.status_code >= 400:
         snippet = redact(response.text[:_SNIPPET])
         error = status_to_error(response.status_code)
@@ -159,7 +257,8 @@ SPEC = NodeSpec(
     title="HTTP request",
     description=(
         "Send one HTTP request (any method, headers, query, JSON body), optionally "
-        "authenticated with an http_auth credential; returns status, headers and body."
+        "authenticated with an http_auth credential or a connected account (Bearer token, "
+        "refreshed when needed, e.g. hubspot/<name>); returns status, headers and body."
     ),
     input_model=HttpRequestInput,
     output_model=HttpRequestOutput,

@@ -1,4 +1,5 @@
-"""The ``send_email`` node: render jinja2 templates and send one message over SMTP (smtplib).
+"""The ``send_email`` node: render jinja2 templates and send one message over SMTP (smtplib), or
+through a connected Google or Microsoft 365 mailbox.
 
 Protocol, with the client's ``smtp`` credential: connect to ``host:port`` (``security="tls"``:
 TLS from the first byte, ``SMTP_SSL``; ``"starttls"``: ``EHLO``, ``STARTTLS``, ``EHLO``;
@@ -6,6 +7,13 @@ TLS from the first byte, ``SMTP_SSL``; ``"starttls"``: ``EHLO``, ``STARTTLS``, `
 recipient and ``DATA``; the server answers ``250`` to each. Connection failures and ``4xx``
 replies raise ``TransientNodeError`` (retried); a rejected login (``535``), an untrusted
 certificate and other ``5xx`` replies raise ``PermanentNodeError``.
+
+With a connected mailbox (``credential`` ``google/<name>`` or ``microsoft/<name>``) the same
+message is sent by the mailbox's API, From the connected account: Gmail ``POST
+/gmail/v1/users/me/messages/send`` with ``{"raw": <base64url RFC 5322 message>}``, or Microsoft
+Graph ``POST /v1.0/me/sendMail`` with the message as Graph JSON. A refused token (401/403) raises
+``CredentialInvalid`` (reconnect it), 408/425/429/5xx and connection errors
+``TransientNodeError``, any other 4xx ``PermanentNodeError``.
 
 Subject, text and HTML are templates rendered in a jinja2 sandbox over ``context``; an undefined
 name is an error, and values in the HTML part are HTML-escaped.
@@ -19,8 +27,9 @@ import mimetypes
 import smtplib
 import ssl
 from email.message import EmailMessage
+from email.policy import SMTP
 from email.utils import formatdate, make_msgid, parseaddr
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from jinja2 import StrictUndefined, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
@@ -30,10 +39,20 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from agency.egress import open_smtp
 from agency.errors import AgencyError, PermanentNodeError, TransientNodeError
 from blocks import SmtpCredential
-from nodes._base import CredentialInput, NodeOutput, NodeSpec, node_task, resolve_credential
+from nodes._base import (
+    CredentialInput,
+    NodeOutput,
+    NodeSpec,
+    credential_ref,
+    node_task,
+    resolve_credential,
+)
+from nodes.http_request import ConnectedAccount, connected_account
 
 KIND = "send_email"
 CREDENTIAL_KIND = "smtp"
+#: connected mailboxes send_email can send through (``<kind>/<name>``)
+MAILBOX_KINDS = ("google", "microsoft")
 
 _TEXT_ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
 _HTML_ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=True)
@@ -87,6 +106,13 @@ class Attachment(BaseModel):
 class SendEmailInput(CredentialInput):
     """One email: templates, the values they are rendered with, recipients, attachments."""
 
+    credential: str = Field(
+        title="Credential",
+        description=(
+            "Name of the client's smtp credential, or google/<name> / microsoft/<name> for a "
+            "connected mailbox (a reference, never a value)."
+        ),
+    )
     to: list[str] = Field(min_length=1, title="To", description="Recipient addresses.")
     cc: list[str] = Field(default_factory=list, title="Cc", description="Copy recipients.")
     bcc: list[str] = Field(
@@ -107,7 +133,10 @@ class SendEmailInput(CredentialInput):
         default_factory=list, title="Attachments", description="Files to attach."
     )
     timeout_seconds: float = Field(
-        default=30.0, gt=0, title="Timeout", description="Seconds per SMTP socket operation."
+        default=30.0,
+        gt=0,
+        title="Timeout",
+        description="Seconds per SMTP socket operation or mailbox API request.",
     )
 
     @field_validator("to", "cc", "bcc")
@@ -122,7 +151,7 @@ class SendEmailInput(CredentialInput):
 
 
 class SendEmailOutput(NodeOutput):
-    """What the SMTP server accepted."""
+    """What the SMTP server (or the mailbox API) accepted."""
 
     message_id: str = Field(title="Message-ID", description="The Message-ID header sent.")
     accepted: list[str] = Field(title="Accepted", description="Recipients the server accepted.")
@@ -180,9 +209,72 @@ def _reply_error(where: str, code: int, reply: bytes | str) -> AgencyError:
     return error(f"SMTP server {where} answered {code}: {text}")
 
 
+def _graph_address(value: str) -> dict[str, Any]:
+    name, address = parseaddr(value)
+    return {"emailAddress": {"address": address, **({"name": name} if name else {})}}
+
+
+def graph_message(message: EmailMessage, params: SendEmailInput) -> dict[str, Any]:
+    """The Microsoft Graph ``sendMail`` body for a message built by :func:`build_message`."""
+    body = cast(EmailMessage, message.get_body(("html", "plain")))  # build_message sets one
+    graph: dict[str, Any] = {
+        "subject": message["Subject"],
+        "body": {
+            "contentType": "HTML" if body.get_content_type() == "text/html" else "Text",
+            "content": body.get_content(),
+        },
+        "toRecipients": [_graph_address(a) for a in params.to],
+        "ccRecipients": [_graph_address(a) for a in params.cc],
+        "bccRecipients": [_graph_address(a) for a in params.bcc],
+        "internetMessageId": message["Message-ID"],
+    }
+    if params.reply_to:
+        graph["replyTo"] = [_graph_address(params.reply_to)]
+    attachments = [
+        {
+            "@odata.type": "#microsoft.graph.fileAttachment",
+            "name": part.get_filename(),
+            "contentType": part.get_content_type(),
+            "contentBytes": base64.b64encode(part.get_payload(decode=True)).decode(),
+        }
+        for part in message.iter_attachments()
+    ]
+    if attachments:
+        graph["attachments"] = attachments
+    return {"message": graph, "saveToSentItems": True}
+
+
+def _send_with_mailbox(params: SendEmailInput) -> SendEmailOutput:
+    """Send through a connected Gmail or Microsoft 365 mailbox, From the connected account."""
+    account: ConnectedAccount = connected_account(
+        params.client, params.credential, CREDENTIAL_KIND, MAILBOX_KINDS
+    )
+    message = build_message(params, account.credential.account)
+    if account.kind == "google":
+        if params.bcc:  # Gmail reads Bcc from the message and strips it before delivery
+            message["Bcc"] = ", ".join(params.bcc)
+        raw = base64.urlsafe_b64encode(message.as_bytes(policy=SMTP)).decode()
+        url = f"{account.provider.api_url('gmail')}/gmail/v1/users/me/messages/send"
+        account.call("POST", url, "Gmail send", params.timeout_seconds, json={"raw": raw})
+    else:
+        url = f"{account.provider.api_url('graph')}/v1.0/me/sendMail"
+        body = graph_message(message, params)
+        account.call("POST", url, "Outlook send", params.timeout_seconds, json=body)
+    recipients = [*params.to, *params.cc, *params.bcc]
+    get_run_logger().info(
+        "Sent %s to %d recipient(s) via %s mailbox '%s'",
+        message["Message-ID"],
+        len(recipients),
+        account.title,
+        account.name,
+    )
+    return SendEmailOutput(message_id=message["Message-ID"], accepted=recipients)
+
+
 @node_task(KIND, timeout_seconds=120)
 def send_email(params: SendEmailInput) -> SendEmailOutput:
-    """Send one email through the client's SMTP account; return its Message-ID and recipients.
+    """Send one email through the client's SMTP account or connected mailbox; return its
+    Message-ID and recipients.
 
     Example::
 
@@ -190,6 +282,8 @@ def send_email(params: SendEmailInput) -> SendEmailOutput:
                                   subject="Hello {{ name }}", text="Hi {{ name }}",
                                   html="<p>Hi <b>{{ name }}</b></p>", context={"name": "Ann"}))
     """
+    if credential_ref(params.credential, CREDENTIAL_KIND)[0] != CREDENTIAL_KIND:
+        return _send_with_mailbox(params)
     cred = resolve_credential(params.client, CREDENTIAL_KIND, params.credential, SmtpCredential)
     message = build_message(params, cred.from_address)
     recipients = [*params.to, *params.cc, *params.bcc]
@@ -250,8 +344,9 @@ SPEC = NodeSpec(
     kind=KIND,
     title="Send email",
     description=(
-        "Send an email over the client's SMTP account: subject, text and HTML bodies are "
-        "jinja2 templates rendered over a context; attachments allowed."
+        "Send an email over the client's SMTP account or a connected Gmail / Microsoft 365 "
+        "mailbox (credential google/<name> or microsoft/<name>): subject, text and HTML bodies "
+        "are jinja2 templates rendered over a context; attachments allowed."
     ),
     input_model=SendEmailInput,
     output_model=SendEmailOutput,

@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import delete
+
 import blocks
+from agency.db import CredentialStatus
 from agency.settings import Settings
 from services.audit import audit
 from services.clients import get_client_record
@@ -59,6 +62,13 @@ def delete_credential(
     with client_session(settings, client) as session:
         record = get_client_record(session, client)
         blocks.delete_credential(client, kind, name)
+        session.execute(
+            delete(CredentialStatus).where(
+                CredentialStatus.client_id == record.id,
+                CredentialStatus.kind == kind,
+                CredentialStatus.name == name,
+            )
+        )
         audit(
             session,
             actor=actor,

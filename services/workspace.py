@@ -94,7 +94,11 @@ def catalog(
     have_kinds = {k for k, _ in have}
     entries = []
     for manifest in list_workflows():
-        missing = [r for r in manifest.credentials if not r.optional and r.kind not in have_kinds]
+        missing = [
+            r
+            for r in manifest.credentials
+            if not r.optional and not have_kinds.intersection(r.kinds)
+        ]
         entries.append(CatalogEntry(manifest, status.get(manifest.slug), missing))
     return entries
 

@@ -63,7 +63,13 @@ def make_engine(url: str, **engine_kwargs: Any) -> Engine:
     parsed = make_url(normalize_url(url))
     if parsed.get_backend_name() == "sqlite":
         _ensure_sqlite_dir(parsed)
-        connect_args = {"check_same_thread": False, **engine_kwargs.pop("connect_args", {})}
+        # writers wait for each other up to 30 s (an OAuth refresh holds the write lock while the
+        # provider answers; pysqlite's default of 5 s turned queued refreshers into errors)
+        connect_args = {
+            "check_same_thread": False,
+            "timeout": 30,
+            **engine_kwargs.pop("connect_args", {}),
+        }
         engine = create_engine(parsed, connect_args=connect_args, **engine_kwargs)
         event.listen(engine, "connect", _enable_sqlite_foreign_keys)
         return engine

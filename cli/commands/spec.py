@@ -43,7 +43,11 @@ def run(
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         raise typer.Exit(2) from None
     for node_id, outcome in result.items():
-        typer.echo(f"{node_id}\t{outcome['status']}")
+        error = outcome.get("error")
+        detail = f"\t{error['type']}: {error['message']}" if error else ""
+        failed_items = len(outcome.get("failed") or [])
+        detail += f"\t{failed_items} item(s) failed" if failed_items else ""
+        typer.echo(f"{node_id}\t{outcome['status']}{detail}")
 
 
 @spec_app.command("import-kit")
@@ -55,13 +59,12 @@ def import_kit_cmd(
     import yaml
 
     from agency.errors import AgencyError
-    from flows.spec.kit import import_kit
+    from flows.spec.kit import import_kit_text
     from flows.spec.model import spec_to_dict
-    from flows.spec.validate import ensure_valid
 
     try:
-        spec = ensure_valid(import_kit(json.loads(path.read_text())), source=str(path))
-    except (AgencyError, json.JSONDecodeError, OSError) as exc:
+        spec = import_kit_text(path.read_text(), str(path))
+    except (AgencyError, OSError) as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         raise typer.Exit(2) from None
     output.write_text(yaml.safe_dump(spec_to_dict(spec), sort_keys=False))

@@ -1,9 +1,10 @@
 """Draft a workflow spec from an English request with an OpenAI-compatible model.
 
-The model gets the node catalog (kinds, descriptions, input schemas) and must answer with a
-JSON spec matching a structured-output schema whose ``node`` field is an enum of catalog kinds.
-The answer is validated; on problems the model gets them back once to repair; then the spec is
-returned, or ``SpecInvalid`` says why not.
+The model gets the node catalog (kinds, descriptions, input schemas) and is asked for a JSON
+spec matching a structured-output schema whose ``node`` field is an enum of catalog kinds. The
+answer may be JSON or YAML, bare or in a ``` code fence; its name is made a valid slug. It is
+validated (schema and catalog together); on problems the model gets every one of them back once
+to repair; then the spec is returned, or ``SpecInvalid`` says why not.
 
 Wire: ``POST <base_url>/chat/completions`` with ``response_format={"type": "json_schema", ...}``;
 200 with ``choices[0].message.content`` holding the JSON spec.
@@ -12,22 +13,27 @@ Wire: ``POST <base_url>/chat/completions`` with ``response_format={"type": "json
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import openai
 
 from agency.errors import SpecInvalid, TransientNodeError
-from flows.spec.model import WorkflowSpec, parse_spec
-from flows.spec.validate import check_spec
+from flows.spec.model import WorkflowSpec
+from flows.spec.validate import check_text
 from nodes.catalog import list_nodes
 
 SYSTEM = """You design automation workflows as JSON workflow specs for an agency platform.
 Answer with one JSON object only: {"name": slug, "version": "1.0.0", "description": str,
-"credentials": {credential_name: credential_kind}, "triggers": ["cron"|"webhook"|"manual"],
-"default_cron": str|null, "nodes": [{"id": str, "node": kind, "params": {...}}],
-"edges": [{"from": id, "to": id, "when": jinja2 expression or null}]}.
-Params may use jinja2 templates over inputs, nodes.<id>.output, item and client.
-Every node that needs a credential names one declared under "credentials".
+"credentials": {alias: {"kind": credential_kind, "name": "default"}},
+"triggers": ["cron"|"webhook"|"manual"], "default_cron": str|null,
+"nodes": [{"id": str, "node": kind, "params": {...}, "retries": int|null}],
+"edges": [{"from": id, "to": id, "on": "completed"|"failed"|"always",
+"when": jinja2 expression or null}]}.
+Params may use jinja2 templates over inputs, nodes.<id>.output, nodes.<id>.error, item and
+client. An edge with "on": "failed" runs its target when the source node fails (e.g. a site is
+down); the failure is then in nodes.<id>.error.message / .status_code.
+Every node that needs a credential names an alias declared under "credentials".
 Available nodes (kind, credential kind, description, input JSON schema):
 """
 
@@ -60,17 +66,40 @@ def output_schema() -> dict[str, Any]:
     return schema
 
 
+_FENCE = re.compile(r"```[A-Za-z]*[ \t]*\n(.*?)```", re.DOTALL)
+
+
+def answer_text(content: str | None) -> str:
+    """The spec text of an answer: the first ``` fenced block if there is one, else all of it."""
+    content = content or ""
+    fenced = _FENCE.search(content)
+    return (fenced.group(1) if fenced else content).strip()
+
+
+def slug(name: Any) -> str:
+    """A valid spec name from whatever the model called the workflow."""
+    cleaned = re.sub(r"[^a-z0-9_-]+", "-", str(name or "").lower()).strip("-_")[:63].strip("-_")
+    return cleaned or "drafted-workflow"
+
+
 def _problems(content: str | None) -> tuple[WorkflowSpec | None, list[str]]:
+    """The spec in an answer and every problem with it (schema and catalog together)."""
+    text = answer_text(content)
     try:
-        data = json.loads(content or "")
-    except json.JSONDecodeError as exc:
-        return None, [f"the answer is not JSON: {exc.msg}"]
-    try:
-        spec, root = parse_spec(json.dumps(data, indent=1), "draft")
-    except SpecInvalid as exc:
-        return None, exc.problems
-    problems = check_spec(spec, root, "draft")
-    return (None, problems) if problems else (spec, [])
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            return None, [f"the answer is neither JSON nor YAML: {exc}"]
+    if not isinstance(data, dict):
+        return None, [
+            "the answer is not JSON or YAML holding a spec (an object with name and nodes)"
+        ]
+    data["name"] = slug(data.get("name"))
+    return check_text(json.dumps(data, indent=1), "draft")
 
 
 def draft_spec(request: str, client: openai.OpenAI, model: str) -> WorkflowSpec:
@@ -103,8 +132,8 @@ def draft_spec(request: str, client: openai.OpenAI, model: str) -> WorkflowSpec:
             {"role": "assistant", "content": content or ""},
             {
                 "role": "user",
-                "content": "That spec has these problems; answer with the "
-                "corrected JSON spec only:\n" + "\n".join(problems),
+                "content": f"That spec has {len(problems)} problem(s); fix every one and "
+                "answer with the corrected JSON spec only:\n" + "\n".join(problems),
             },
         ]
     raise SpecInvalid(["the model did not produce a valid spec, even after one repair:", *problems])

@@ -7,6 +7,7 @@ list); any other string renders to text. ``when:`` conditions are jinja2 express
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
@@ -33,12 +34,23 @@ def render(value: Any, context: dict[str, Any]) -> Any:
     single = _SINGLE.match(value)
     if single and "{{" not in single.group(1):
         return evaluate(single.group(1), context)
-    return ENV.from_string(value).render(context)
+    return _template(value).render(context)
 
 
 def evaluate(expression: str, context: dict[str, Any]) -> Any:
     """Evaluate one jinja2 expression (e.g. a ``when:`` condition) against ``context``."""
-    return ENV.compile_expression(expression, undefined_to_none=False)(**context)
+    return _expression(expression)(**context)
+
+
+# a spec's templates recur on every run and every map item: compile each once
+@lru_cache(maxsize=4096)
+def _template(source: str) -> Any:
+    return ENV.from_string(source)
+
+
+@lru_cache(maxsize=4096)
+def _expression(source: str) -> Any:
+    return ENV.compile_expression(source, undefined_to_none=False)
 
 
 def _path(node: nodes.Node) -> tuple[str, ...] | None:

@@ -1,20 +1,28 @@
-"""Static checks of a workflow spec against the node catalog: one message per problem."""
+"""Static checks of a workflow spec: schema and node catalog together, every problem at once.
+
+Each problem is located (``source:line: location``) and says how to fix it. A document that
+fails the schema is still checked against the catalog (see :mod:`flows.spec.salvage`), so one
+pass lists an unknown key and an unknown node kind alike.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from agency.errors import NotFound, SpecInvalid
-from flows.spec.model import WorkflowSpec, _line_of
+from blocks.kinds import CREDENTIAL_KINDS
+from flows.spec.credentials import ALTERNATIVE_KINDS, bindings_for
+from flows.spec.model import SpecNode, WorkflowSpec, load_document, schema_problems
+from flows.spec.problems import Loc, Problem, render_all
+from flows.spec.salvage import salvage
 from flows.spec.templates import ROOTS, TemplateSyntaxError, is_template, references
 from nodes.catalog import get_node
 
-# nodes that accept another credential kind besides their catalog one
-ALTERNATIVE_KINDS: dict[str, tuple[str, ...]] = {"notify": ("webhook_signing",)}
+NODE_FIELDS = ("output", "status", "error")
+MAPPED_NODE_FIELDS = ("output", "status", "failed", "succeeded")
 
 
 def normalise_params(params: dict[str, Any], input_model: type[BaseModel]) -> dict[str, Any]:
@@ -77,19 +85,19 @@ def ancestors(spec: WorkflowSpec) -> dict[str, set[str]]:
 
 
 class _Checker:
-    def __init__(self, spec: WorkflowSpec, root: yaml.Node | None, source: str) -> None:
-        self.spec, self.root, self.source = spec, root, source
-        self.problems: list[str] = []
+    """Collects every catalog problem of one spec (fields ``None`` were salvaged: skipped)."""
 
-    def add(self, loc: tuple[Any, ...], message: str) -> None:
-        from flows.spec.model import format_loc
+    def __init__(self, spec: WorkflowSpec) -> None:
+        self.spec = spec
+        self.problems: list[Problem] = []
+        self.mapped = {n.id for n in spec.nodes if n.map is not None}
 
-        line = _line_of(self.root, loc) or 1
-        self.problems.append(f"{self.source}:{line}: {format_loc(loc)}: {message}")
+    def add(self, loc: Loc, message: str, hint: str | None = None) -> None:
+        self.problems.append(Problem(loc, message, hint))
 
     def check_refs(
         self,
-        loc: tuple[Any, ...],
+        loc: Loc,
         value: Any,
         node_id: str | None,
         upstream: set[str],
@@ -99,144 +107,224 @@ class _Checker:
         try:
             paths = references(value, expression=expression)
         except TemplateSyntaxError as exc:
-            self.add(loc, f"template syntax error: {exc.message}")
+            self.add(loc, f"template syntax error: {exc.message}", "close every {{ and {%")
             return
-        input_props = set((self.spec.inputs.get("properties") or {}).keys())
+        inputs = self.spec.inputs if isinstance(self.spec.inputs, dict) else {}
+        input_props = set((inputs.get("properties") or {}).keys())
+        ids = {n.id for n in self.spec.nodes}
         for path in paths:
-            root = path[0]
+            ref, root = ".".join(path), path[0]
             if root not in ROOTS:
                 self.add(
-                    loc,
-                    f"bad template reference '{'.'.join(path)}': "
-                    f"use inputs, nodes.<id>.output, item or client",
+                    loc, f"bad template reference '{ref}'", "use inputs, nodes.<id>, item or client"
                 )
             elif root == "item" and not mapped:
-                self.add(loc, "bad template reference 'item': only a node with `map` has an item")
+                self.add(
+                    loc,
+                    "bad template reference 'item': only a node with `map` has an item",
+                    "add `map:` to the node or use nodes.<id>.output",
+                )
             elif root == "inputs" and len(path) > 1 and input_props and path[1] not in input_props:
                 self.add(
-                    loc, f"bad template reference '{'.'.join(path)}': inputs has no '{path[1]}'"
+                    loc,
+                    f"bad template reference '{ref}': inputs has no '{path[1]}'",
+                    f"declare it under inputs.properties (known: {', '.join(sorted(input_props))})",
                 )
             elif root == "nodes":
-                if len(path) < 2 or path[1] not in {n.id for n in self.spec.nodes}:
-                    target = path[1] if len(path) > 1 else ""
-                    self.add(loc, f"bad template reference '{'.'.join(path)}': no node '{target}'")
-                elif path[1] not in upstream:
-                    self.add(
-                        loc,
-                        f"bad template reference '{'.'.join(path)}': node "
-                        f"'{path[1]}' is not upstream of "
-                        f"{repr(node_id) if node_id else 'this edge'}",
-                    )
-                elif len(path) > 2 and path[2] not in ("output", "status"):
-                    self.add(
-                        loc,
-                        f"bad template reference '{'.'.join(path)}': "
-                        f"use nodes.{path[1]}.output or nodes.{path[1]}.status",
-                    )
+                self.check_node_ref(loc, path, node_id, upstream, ids)
 
-    def run(self) -> list[str]:
+    def check_node_ref(
+        self,
+        loc: Loc,
+        path: tuple[str, ...],
+        node_id: str | None,
+        upstream: set[str],
+        ids: set[str],
+    ) -> None:
+        ref = ".".join(path)
+        target = path[1] if len(path) > 1 else ""
+        if target not in ids:
+            self.add(
+                loc,
+                f"bad template reference '{ref}': no node '{target}'",
+                f"known nodes: {', '.join(sorted(i for i in ids if i))}",
+            )
+        elif target not in upstream:
+            where = repr(node_id) if node_id else "this edge"
+            self.add(
+                loc,
+                f"bad template reference '{ref}': node '{target}' is not upstream of {where}",
+                f"add an edge from {target} (directly or through other nodes)",
+            )
+        elif len(path) > 2:
+            fields = MAPPED_NODE_FIELDS if target in self.mapped else NODE_FIELDS
+            if path[2] not in fields:
+                self.add(
+                    loc,
+                    f"bad template reference '{ref}'",
+                    "use " + ", ".join(f"nodes.{target}.{f}" for f in fields),
+                )
+
+    def run(self) -> list[Problem]:
         spec = self.spec
         seen: set[str] = set()
         for i, node in enumerate(spec.nodes):
-            if node.id in seen:
-                self.add(("nodes", i, "id"), f"duplicate node id '{node.id}'")
+            if node.id is not None and node.id in seen:
+                self.add(("nodes", i, "id"), f"duplicate node id '{node.id}'", "make ids unique")
             seen.add(node.id)
-        order, cyclic = topological_order(spec)
+        _, cyclic = topological_order(spec)
         if cyclic:
-            self.add(("edges",), f"cycle between nodes: {', '.join(cyclic)}")
-        ids = {n.id for n in spec.nodes}
+            self.add(
+                ("edges",),
+                f"cycle between nodes: {', '.join(cyclic)}",
+                "a spec is a DAG: remove one edge of the cycle",
+            )
+        ids = {n.id for n in spec.nodes if n.id is not None}
         for j, edge in enumerate(spec.edges):
             for end, value in (("from", edge.source), ("to", edge.to)):
-                if value not in ids:
-                    self.add(("edges", j, end), f"dangling edge: no node '{value}'")
+                if value is not None and value not in ids:
+                    self.add(
+                        ("edges", j, end),
+                        f"dangling edge: no node '{value}'",
+                        f"known nodes: {', '.join(sorted(ids))}",
+                    )
         ups = ancestors(spec)
         for j, edge in enumerate(spec.edges):
-            if edge.when and edge.source in ids:
-                self.check_refs(
-                    ("edges", j, "when"),
-                    edge.when,
-                    None,
-                    ups.get(edge.source, set()) | {edge.source},
-                    False,
-                    expression=True,
+            if isinstance(edge.when, str) and edge.source in ids:
+                upstream = ups.get(edge.source, set()) | {edge.source}
+                self.check_refs(("edges", j, "when"), edge.when, None, upstream, False, True)
+        for alias, binding in spec.credentials.items():
+            if binding.kind is not None and binding.kind not in CREDENTIAL_KINDS:
+                self.add(
+                    ("credentials", alias, "kind"),
+                    f"unknown credential kind '{binding.kind}'",
+                    f"known kinds: {', '.join(sorted(CREDENTIAL_KINDS))}",
                 )
-        for kind in set(spec.credentials.values()):
-            from blocks.kinds import CREDENTIAL_KINDS
-
-            if kind not in CREDENTIAL_KINDS:
-                self.add(("credentials",), f"unknown credential kind '{kind}'")
         for i, node in enumerate(spec.nodes):
-            self.check_node(i, node.id, ups.get(node.id, set()))
+            if node.node is not None:
+                self.check_node(i, node, ups.get(node.id, set()))
         return self.problems
 
-    def check_node(self, i: int, node_id: str, upstream: set[str]) -> None:
-        node = self.spec.nodes[i]
+    def check_node(self, i: int, node: SpecNode, upstream: set[str]) -> None:
         try:
             entry = get_node(node.node)
         except NotFound as exc:
-            self.add(("nodes", i, "node"), str(exc).rstrip("."))
+            message, _, known = str(exc).rstrip(".").partition(". ")
+            self.add(("nodes", i, "node"), message, known or None)
             return
         model = entry.input_model
-        params = normalise_params(node.params, model)
+        params = normalise_params(node.params or {}, model)
         fields = set(model.model_fields) - {"client"}
         for name in params:
             if name not in fields:
                 self.add(
                     ("nodes", i, "params", name),
-                    f"unknown param '{name}' for node '{node.node}' "
-                    f"(known: {', '.join(sorted(fields))})",
+                    f"unknown param '{name}' for node '{node.node}'",
+                    f"known: {', '.join(sorted(fields))}",
                 )
+        credential_problem = self.check_credential(i, node, params)
         for name, field in model.model_fields.items():
-            if name != "client" and field.is_required() and name not in params:
-                self.add(("nodes", i, "params"), f"missing param '{name}' for node '{node.node}'")
-        credential = params.get("credential")
-        if entry.credential_kind and isinstance(credential, str) and not is_template(credential):
-            declared = self.spec.credentials.get(credential)
-            if declared is None:
-                self.add(
-                    ("nodes", i, "params", "credential"),
-                    f"undeclared credential '{credential}': add it under `credentials:` "
-                    f"as {credential}: {entry.credential_kind}",
-                )
-            elif declared != entry.credential_kind and declared not in ALTERNATIVE_KINDS.get(
-                node.node, ()
-            ):
-                self.add(
-                    ("nodes", i, "params", "credential"),
-                    f"credential '{credential}' is a {declared}, node '{node.node}' "
-                    f"needs a {entry.credential_kind}",
-                )
-        if node.map is not None:
-            self.check_refs(("nodes", i, "map"), node.map, node_id, upstream, False)
-        for name, value in params.items():
-            self.check_refs(
-                ("nodes", i, "params", name), value, node_id, upstream, node.map is not None
+            if name in ("client", "credential") or not field.is_required() or name in params:
+                continue
+            self.add(
+                ("nodes", i, "params"),
+                f"missing param '{name}' for node '{node.node}'",
+                f"add params.{name} ({field.description or 'see docs/nodes.md'})",
             )
-        if not any(is_template(v) or isinstance(v, dict | list) for v in params.values()):
+        if isinstance(node.map, str):
+            self.check_refs(("nodes", i, "map"), node.map, node.id, upstream, False)
+        for name, value in params.items():
+            loc = ("nodes", i, "params", name)
+            self.check_refs(loc, value, node.id, upstream, node.map is not None)
+        static = not any(is_template(v) or isinstance(v, dict | list) for v in params.values())
+        if static and not credential_problem:
             self.check_static(i, model, params)
+
+    def check_credential(self, i: int, node: SpecNode, params: dict[str, Any]) -> bool:
+        """Report an unbindable credential; True when there was a problem."""
+        entry = get_node(node.node)
+        kind = entry.credential_kind
+        if kind is None or "credential" not in entry.input_model.model_fields:
+            return False
+        required = entry.input_model.model_fields["credential"].is_required()
+        alias = params.get("credential")
+        kinds = (kind, *ALTERNATIVE_KINDS.get(node.node, ()))
+        if alias is None:
+            if not required:
+                return False
+            candidates = bindings_for(self.spec, kinds)
+            if len(candidates) == 1:
+                return False
+            hint = (
+                f"name one of {', '.join(sorted(candidates))} in params.credential"
+                if candidates
+                else f"declare one under `credentials:` as <alias>: {{kind: {kind}}}"
+            )
+            self.add(
+                ("nodes", i, "params"), f"missing param 'credential' for node '{node.node}'", hint
+            )
+            return True
+        if not isinstance(alias, str) or is_template(alias):
+            return False
+        binding = self.spec.credentials.get(alias)
+        if binding is None:
+            self.add(
+                ("nodes", i, "params", "credential"),
+                f"undeclared credential '{alias}'",
+                f"add it under `credentials:` as {alias}: {{kind: {kind}}} "
+                f"(the client's {kind} credential named default) or {{kind: {kind}, name: ...}}",
+            )
+            return True
+        if binding.kind is not None and binding.kind not in kinds:
+            self.add(
+                ("nodes", i, "params", "credential"),
+                f"credential '{alias}' is a {binding.kind}, node '{node.node}' needs a {kind}",
+                f"bind a {kind} credential under another alias",
+            )
+            return True
+        return False
 
     def check_static(self, i: int, model: type[BaseModel], params: dict[str, Any]) -> None:
         try:
             model.model_validate({**params, "client": "validation"})
         except ValidationError as exc:
             for err in exc.errors(include_input=False, include_url=False):
-                if err["type"] == "missing" or err["type"] == "extra_forbidden":
+                if err["type"] in ("missing", "extra_forbidden"):
                     continue  # reported above with better wording
-                self.add(("nodes", i, "params", *err["loc"]), err["msg"])
+                hint = f"see docs/nodes.md for the params of '{self.spec.nodes[i].node}'"
+                self.add(("nodes", i, "params", *err["loc"]), err["msg"], hint)
+
+
+def spec_problems(spec: WorkflowSpec) -> list[Problem]:
+    """Every catalog problem of a schema-valid (or salvaged) spec, unrendered."""
+    return _Checker(spec).run()
 
 
 def check_spec(
     spec: WorkflowSpec, root: yaml.Node | None = None, source: str = "<spec>"
 ) -> list[str]:
-    """Every problem in ``spec`` as ``source:line: location: message`` (empty when valid)."""
-    problems = _Checker(spec, root, source).run()
+    """Every problem in ``spec`` as ``source:line: location: message — hint`` (empty if valid)."""
+    return render_all(spec_problems(spec), source, root)
 
-    def line(problem: str) -> int:
-        rest = problem[len(source) + 1 :]
-        head = rest.split(":", 1)[0]
-        return int(head) if head.isdigit() else 0
 
-    return sorted(problems, key=line)
+def data_problems(data: dict[str, Any]) -> tuple[WorkflowSpec | None, list[Problem]]:
+    """The spec in ``data`` (None when it has problems) and every problem, schema and catalog."""
+    try:
+        spec = WorkflowSpec.model_validate(data)
+    except ValidationError as exc:
+        return None, schema_problems(exc) + spec_problems(salvage(data))
+    problems = spec_problems(spec)
+    return (None if problems else spec), problems
+
+
+def check_text(text: str, source: str = "<spec>") -> tuple[WorkflowSpec | None, list[str]]:
+    """Parse and check spec text: the spec (None if any problem) and every problem, rendered."""
+    try:
+        data, root = load_document(text, source)
+    except SpecInvalid as exc:
+        return None, exc.problems
+    spec, problems = data_problems(data)
+    return spec, render_all(problems, source, root)
 
 
 def ensure_valid(
@@ -249,10 +337,22 @@ def ensure_valid(
     return spec
 
 
-__all__: Iterable[str] = [
+def ensure_valid_text(text: str, source: str = "<spec>") -> WorkflowSpec:
+    """Parse and check spec text; raise ``SpecInvalid`` with every problem."""
+    spec, problems = check_text(text, source)
+    if spec is None:
+        raise SpecInvalid(problems)
+    return spec
+
+
+__all__ = [
     "ancestors",
     "check_spec",
+    "check_text",
+    "data_problems",
     "ensure_valid",
+    "ensure_valid_text",
     "normalise_params",
+    "spec_problems",
     "topological_order",
 ]

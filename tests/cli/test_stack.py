@@ -59,3 +59,23 @@ def test_the_cli_in_another_shell_uses_the_stacks_auth_string(tmp_path: Path) ->
         [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
     ).stdout.split()
     assert out == ["http://127.0.0.1:4200/api", auth]
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_the_stack_installs_the_daily_credential_health_check(tmp_path: Path) -> None:
+    from cli.stack import HEALTH_DEPLOYMENT, install_health_check
+    from deployments import ensure_work_pool
+    from services.health_flow import ENTRYPOINT, FLOW_NAME
+
+    settings = Settings(home=tmp_path / "home", work_pool="agency-health-install")
+    ensure_work_pool(settings.work_pool)
+    first = install_health_check(settings)
+    assert install_health_check(settings) == first  # updated in place, not duplicated
+    with get_client(sync_client=True) as api:
+        deployment = api.read_deployment_by_name(f"{FLOW_NAME}/{HEALTH_DEPLOYMENT}")
+    assert str(deployment.id) == first
+    assert deployment.work_pool_name == "agency-health-install"
+    assert deployment.entrypoint == ENTRYPOINT and "platform" in deployment.tags
+    (schedule,) = deployment.schedules
+    assert (schedule.schedule.cron, schedule.schedule.timezone) == ("0 6 * * *", "UTC")
+    assert schedule.active and not deployment.paused

@@ -94,3 +94,50 @@ def test_hopeless_answer_fails_clearly(llm_server: LlmServer, tmp_path: Path) ->
     assert "did not produce a valid spec, even after one repair" in output
     assert "not JSON" in output and not out.exists()
     assert len(llm_server.chat_requests()) == 2
+
+
+@pytest.mark.usefixtures("draft_env")
+def test_yaml_answer_with_a_loose_name_is_accepted(llm_server: LlmServer, tmp_path: Path) -> None:
+    import yaml
+
+    llm_server.reply_next(yaml.safe_dump({**VALID, "name": "Uptime Check!"}, sort_keys=False))
+    code, output, out = _draft(tmp_path)
+    assert code == 0, output
+    assert load_spec(out).name == "uptime-check"
+
+
+@pytest.mark.usefixtures("draft_env")
+def test_fenced_json_answer_is_accepted(llm_server: LlmServer, tmp_path: Path) -> None:
+    llm_server.reply_next("Here is the spec:\n```json\n" + json.dumps(VALID, indent=2) + "\n```\n")
+    code, output, out = _draft(tmp_path)
+    assert code == 0, output
+    assert [n.id for n in load_spec(out).nodes] == ["check", "alert"]
+
+
+@pytest.mark.usefixtures("draft_env")
+def test_repair_turn_lists_every_problem(llm_server: LlmServer, tmp_path: Path) -> None:
+    broken = {
+        **VALID,
+        "nodes": [
+            {**VALID["nodes"][0], "retry": 2},  # schema: unknown key
+            {"id": "alert", "node": "notify", "params": {"txt": "down", "credential": "pager"}},
+        ],
+        "edges": [{"from": "check", "to": "alert", "on": "sometimes"}, {"from": "x", "to": "y"}],
+    }
+    llm_server.reply_next("```yaml\n" + json.dumps(broken) + "\n```")
+    llm_server.reply_next(json.dumps(VALID))
+    code, output, out = _draft(tmp_path)
+    assert code == 0, output
+    _, second = llm_server.chat_requests()
+    repair = second.body["messages"][-1]["content"]
+    for fragment in (
+        "nodes[0].retry: Extra inputs are not permitted",
+        "unknown param 'txt'",
+        "missing param 'text'",
+        "undeclared credential 'pager'",
+        "edges[0].on: Input should be 'completed', 'failed' or 'always'",
+        "edges[1].from: dangling edge: no node 'x'",
+        "edges[1].to: dangling edge: no node 'y'",
+    ):
+        assert fragment in repair, f"{fragment!r} not in repair turn:\n{repair}"
+    assert "7 problem(s)" in repair

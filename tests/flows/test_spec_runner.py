@@ -69,7 +69,7 @@ def test_branches_skips_and_ordered_fan_out(http_server: HttpServer, client_slug
     result = state.result()
 
     assert result["hot"]["status"] == "completed"
-    assert result["cold"] == {"status": "skipped", "output": None}
+    assert result["cold"] == {"status": "skipped", "output": None, "error": None}
     assert result["after_cold"]["status"] == "skipped"  # skips propagate
     assert [o["body"]["name"] for o in result["each"]["output"]] == ["A", "B", "C", "D", "E"]
     assert http_server.requests_to("/hot")[0].json() == {"score": 90}

@@ -152,3 +152,101 @@ def test_registered_spec_becomes_a_catalog_workflow(
         assert [m.slug for m in list_workflows()].count("broken") == 0
     finally:
         get_settings.cache_clear()
+
+
+MIXED = """\
+name: Not A Slug
+credentials: {llm: {kind: openai}}
+nodes:
+  - id: fetch
+    node: http_request
+    params: {url: "https://x.test"}
+    retry: 3
+  - id: think
+    node: telepathy
+  - id: write
+    node: llm
+    params: {prompt: "hi", credential: mail}
+edges:
+  - {from: fetch, to: think, on: sometimes}
+  - {from: think, to: ghost}
+  - {from: write, to: nowhere}
+"""
+
+
+def test_schema_and_catalog_problems_are_reported_together(tmp_path: Path) -> None:
+    path = _write(tmp_path, MIXED)
+    problems = validate_file(path)
+    expected = [
+        f"{path}:1: name: String should match pattern",  # schema
+        f"{path}:7: nodes[0].retry: Extra inputs are not permitted",  # schema
+        f"{path}:9: nodes[1].node: Unknown node kind 'telepathy'",  # catalog
+        f"{path}:12: nodes[2].params.credential: undeclared credential 'mail'",  # catalog
+        f"{path}:14: edges[0].on: Input should be 'completed', 'failed' or 'always'",  # schema
+        f"{path}:15: edges[1].to: dangling edge: no node 'ghost'",  # catalog
+        f"{path}:16: edges[2].to: dangling edge: no node 'nowhere'",  # catalog
+    ]
+    assert len(problems) == 7, "\n".join(problems)
+    for problem, start in zip(problems, expected, strict=True):
+        assert problem.startswith(start), f"{problem!r} does not start with {start!r}"
+    assert all(" — " in p for p in problems)  # each with a fix hint
+    with pytest.raises(SpecInvalid) as exc:
+        load_spec(path)
+    assert exc.value.problems == problems
+
+
+CREDENTIALS = """\
+name: digest
+credentials:
+  llm: {kind: openai}
+  mail: {kind: smtp}
+  crm: http_auth            # shorthand: the client's http_auth credential named crm
+nodes:
+  - {id: fetch, node: http_request, params: {url: "https://crm.test", credential: crm}}
+  - {id: summary, node: llm, params: {prompt: "Sum up {{ nodes.fetch.output.body }}"}}
+  - id: send
+    node: send_email
+    params: {to: ["a@b.test"], subject: "Digest", text: "{{ nodes.summary.output.text }}",
+             credential: mail}
+edges: [{from: fetch, to: summary}, {from: summary, to: send}]
+"""
+
+
+def test_credentials_bind_by_kind_and_name(tmp_path: Path) -> None:
+    from flows.spec.credentials import bind_credential
+    from flows.spec_catalog import manifest_for
+    from nodes.catalog import get_node
+
+    spec = load_spec(_write(tmp_path, CREDENTIALS))
+    assert {a: (b.kind, b.name) for a, b in spec.credentials.items()} == {
+        "llm": ("openai", "default"),
+        "mail": ("smtp", "default"),
+        "crm": ("http_auth", "crm"),
+    }
+    assert {(c.kind, c.name) for c in manifest_for(spec).credentials} == {
+        ("openai", "default"),
+        ("smtp", "default"),
+        ("http_auth", "crm"),
+    }
+    # the llm node names no credential: the spec's only openai binding is used
+    summary, send = spec.node("summary"), spec.node("send")
+    assert bind_credential(spec, get_node("llm"), summary.params)["credential"] == "default"
+    assert bind_credential(spec, get_node("send_email"), send.params)["credential"] == "default"
+
+
+def test_credential_mistakes_are_precise(tmp_path: Path) -> None:
+    text = CREDENTIALS.replace("llm: {kind: openai}", "llm: {kind: opnai, nam: x}")
+    problems = validate_file(_write(tmp_path, text))
+    assert [p.split(": ", 2)[1:] for p in problems][:2] == [
+        [
+            "credentials.llm.nam",
+            "Extra inputs are not permitted — remove it (see docs/specs.md "
+            "for the keys each part takes)",
+        ],
+        ["credentials.llm.kind", problems[1].split(": ", 2)[2]],
+    ]
+    assert "unknown credential kind 'opnai'" in problems[1]
+    two = CREDENTIALS.replace("mail: {kind: smtp}", "mail: {kind: smtp}\n  ai2: {kind: openai}")
+    [ambiguous] = validate_file(_write(tmp_path, two, "two.yaml"))
+    assert "nodes[1].params: missing param 'credential' for node 'llm'" in ambiguous
+    assert "name one of ai2, llm in params.credential" in ambiguous

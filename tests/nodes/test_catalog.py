@@ -30,6 +30,7 @@ def test_catalog_lists_the_nodes_with_json_schemas() -> None:
         "approve": None,
         "db_query": "postgres",
         "delay": None,
+        "google_sheets_append": "google",
         "http_request": "http_auth",
         "llm": "openai",
         "log_message": None,

@@ -121,13 +121,13 @@ def test_client_journey_in_chromium(
         _shot(page, "02-catalog")
 
         _go(page, "Credentials")
-        _choose(page, "Kind", "openai")
+        _choose(page, "What to add", "AI model (OpenAI-compatible)")
         page.get_by_label("API key *", exact=True).fill(llm_server.api_key)
         page.get_by_label("Base URL", exact=True).fill(llm_server.base_url)
         page.get_by_role("button", name="Test connection").click()
         expect(page.get_by_text(re.compile("model\\(s\\) available"))).to_be_visible()
         page.get_by_role("button", name="Save").click()
-        expect(page.get_by_text("Saved openai/default")).to_be_visible()
+        expect(page.get_by_text("Saved AI model (OpenAI-compatible) 'default'")).to_be_visible()
         expect(page.get_by_text(llm_server.api_key)).to_have_count(0)
         _shot(page, "03-credentials")
 

@@ -100,7 +100,10 @@ def test_client_navigation_has_no_agency_pages_and_agency_pages_refuse_clients(
 def test_catalog_lists_workflows_with_needs_and_status(world: PortalWorld) -> None:
     text = _texts(_app(world.a, "client/catalog.py"))
     assert "Daily digest" in text and "Not active" in text
-    assert "Add these credentials before activating: openai, smtp." in text
+    assert (
+        "Add these under Credentials before activating: AI model (OpenAI-compatible), "
+        "Email account (SMTP)." in text
+    )
     workspace.activate_workflow(world.settings, world.a, "daily_digest", DIGEST, None)
     assert "Active" in _texts(_app(world.a, "client/catalog.py"))
 
@@ -123,14 +126,14 @@ def test_credentials_save_test_and_delete_never_show_the_secret(
     at.text_input(key="credential.openai.0.api_key").input(llm_server.api_key)
     next(b for b in at.button if b.label == "Save").click().run()
     text = _texts(at)
-    assert "Saved openai/default" in text and "set on" in text
+    assert "Saved AI model (OpenAI-compatible) 'default'" in text and "set on" in text
     assert llm_server.api_key not in text
     assert all(llm_server.api_key != t.value for t in at.text_input)
 
     at.button(key="test.openai.default").click().run()
     assert any("model(s) available" in s.value for s in at.success)
     at.button(key="delete.openai.default").click().run()
-    assert "Deleted openai/default." in _texts(at)
+    assert "Deleted AI model (OpenAI-compatible) 'default'." in _texts(at)
     assert workspace.credentials(world.settings, world.a) == []
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from blocks.words import kind_words
 from portal.components import acting_client, friendly_errors, principal, settings
 from services import workspace
 
@@ -24,7 +25,8 @@ with friendly_errors():
             needs.markdown(
                 "**Credentials**\n\n"
                 + "\n".join(
-                    f"- `{r.kind}`{' (optional)' if r.optional else ''}: {r.description}"
+                    f"- {kind_words(r.kind).title}{' (optional)' if r.optional else ''}: "
+                    f"{r.description}"
                     for r in m.credentials
                 )
             )
@@ -43,5 +45,5 @@ with friendly_errors():
                 + f"\n\nVersion {m.version}"
             )
             if entry.missing_credentials:
-                kinds = ", ".join(r.kind for r in entry.missing_credentials)
-                st.warning(f"Add these credentials before activating: {kinds}.")
+                kinds = ", ".join(kind_words(r.kind).title for r in entry.missing_credentials)
+                st.warning(f"Add these under Credentials before activating: {kinds}.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from blocks.kinds import OAUTH_KINDS
+from blocks.words import kind_words
 from portal.components import acting_client, friendly_errors, model_form, principal, settings
 from portal.components.connect import badge, connected_accounts
 from services import workspace
@@ -25,7 +26,7 @@ with friendly_errors():
         st.info("No credentials stored yet.")
     for cred in stored:
         row = st.columns([2, 2, 3, 1, 1])
-        row[0].markdown(f"**{cred.kind}**")
+        row[0].markdown(f"**{kind_words(cred.kind).title}**")
         row[1].write(cred.name)
         when = f"{cred.set_on:%Y-%m-%d %H:%M} UTC" if cred.set_on else "unknown date"
         checked = health.get((cred.kind, cred.name))
@@ -42,7 +43,9 @@ with friendly_errors():
         if row[4].button("Delete", key=f"delete.{cred.kind}.{cred.name}"):
             with friendly_errors():
                 workspace.delete_credential(s, who, cred.kind, cred.name, client)
-                st.session_state["credentials.notice"] = f"Deleted {cred.kind}/{cred.name}."
+                st.session_state["credentials.notice"] = (
+                    f"Deleted {kind_words(cred.kind).title} '{cred.name}'."
+                )
                 st.rerun()
 notice = st.session_state.pop("credentials.notice", None)
 if notice:
@@ -50,10 +53,15 @@ if notice:
 
 st.subheader("Add or replace")
 kinds = {k: m for k, m in workspace.credential_kinds().items() if k not in OAUTH_KINDS}
-kind = st.selectbox("Kind", sorted(kinds), key="credential.kind")
+kind = st.selectbox(
+    "What to add",
+    sorted(kinds, key=lambda k: kind_words(k).title),
+    format_func=lambda k: kind_words(k).title,
+    key="credential.kind",
+)
 model = kinds[kind]
-if model.__doc__:
-    st.caption(model.__doc__.strip().splitlines()[0])
+words = kind_words(kind)
+st.caption(f"{words.what} {words.help}")
 generation = st.session_state.get("credentials.form", 0)
 with st.form(f"credential.{kind}.{generation}"):
     name = st.text_input(
@@ -74,7 +82,8 @@ if save:
         # a fresh form (new widget keys): entered values must not linger once stored
         st.session_state["credentials.form"] = generation + 1
         st.session_state["credentials.notice"] = (
-            f"Saved {kind}/{name}. The values are stored securely and will not be shown again."
+            f"Saved {words.title} '{name}'. The values are stored securely and will not be "
+            "shown again."
         )
         st.rerun()
 if test:
