@@ -27,11 +27,22 @@ def start_run(workflow: str, client: str) -> FlowRun:
 
 
 def follow_run(
-    flow_run_id: UUID, emit: Callable[[str], None], timeout: float = 900, poll: float = 1.0
+    flow_run_id: UUID,
+    emit: Callable[[str], None],
+    timeout: float = 900,
+    poll: float = 1.0,
+    settle: float = 5.0,
 ) -> str:
-    """Emit the run's log lines as they arrive until it ends; return the final state type."""
+    """Emit the run's log lines as they arrive until it ends; return the final state type.
+
+    A run's last lines reach the API after its final state (the runner ships logs in batches),
+    so once the run is final this keeps reading until the engine's own closing line ("Finished
+    in state ...") has arrived, or ``settle`` seconds pass with nothing new (a crashed run never
+    writes it).
+    """
     seen = 0
     deadline = time.monotonic() + timeout
+    quiet_since: float | None = None
     with get_client(sync_client=True) as api:
         while True:
             run = api.read_flow_run(flow_run_id)
@@ -41,13 +52,25 @@ def follow_run(
                 sort=LogSort.TIMESTAMP_ASC,
                 offset=seen,
             )
+            closing = False
             for log in logs:
                 emit(f"{log.timestamp:%H:%M:%S} {log.message}")
+                closing = closing or (
+                    log.task_run_id is None and log.message.startswith("Finished in state")
+                )
             seen += len(logs)
             if final:
-                if not logs:
-                    return run.state.type.value if run.state else "UNKNOWN"
-                continue  # drain remaining log pages first
+                state = run.state.type.value if run.state else "UNKNOWN"
+                if closing:
+                    return state
+                if logs:
+                    quiet_since = None
+                    continue  # drain remaining log pages first
+                quiet_since = quiet_since or time.monotonic()
+                if time.monotonic() - quiet_since >= settle:
+                    return state
+                time.sleep(0.25)
+                continue
             if time.monotonic() > deadline:
                 emit(f"still {run.state.name if run.state else 'unknown'} after {timeout:.0f}s")
                 return run.state.type.value if run.state else "UNKNOWN"
