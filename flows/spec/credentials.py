@@ -9,12 +9,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from blocks.kinds import OAUTH_KINDS
 from flows.spec.model import CredentialBinding, WorkflowSpec
 from flows.spec.templates import is_template
 from nodes._base import NodeSpec
 
-# nodes that accept another credential kind besides their catalog one
-ALTERNATIVE_KINDS: dict[str, tuple[str, ...]] = {"notify": ("webhook_signing",)}
+# nodes that accept another credential kind besides their catalog one (passed as ``kind/name``)
+ALTERNATIVE_KINDS: dict[str, tuple[str, ...]] = {
+    "notify": ("webhook_signing", "slack"),
+    "send_email": ("google", "microsoft"),
+    "http_request": OAUTH_KINDS,
+    "google_sheets_append": (),
+}
 
 
 def accepted_kinds(entry: NodeSpec) -> tuple[str, ...]:
@@ -29,6 +35,13 @@ def bindings_for(spec: WorkflowSpec, kinds: tuple[str, ...]) -> dict[str, Creden
     return {a: b for a, b in spec.credentials.items() if b.kind in kinds}
 
 
+def _reference(entry: NodeSpec, binding: CredentialBinding) -> str:
+    """The node's ``credential`` value for ``binding``: its name for the node's own kind,
+    ``kind/name`` for another kind the node accepts (e.g. ``google/default`` for send_email)."""
+    own = binding.kind == entry.credential_kind
+    return binding.name if own else f"{binding.kind}/{binding.name}"
+
+
 def bind_credential(spec: WorkflowSpec, entry: NodeSpec, params: dict[str, Any]) -> dict[str, Any]:
     """``params`` with ``credential`` turned from an alias into the client's credential name
     (filled in from the only binding of the node's kind when the node needs one and names none).
@@ -40,10 +53,10 @@ def bind_credential(spec: WorkflowSpec, entry: NodeSpec, params: dict[str, Any])
     if alias is None:
         candidates = bindings_for(spec, kinds)
         if entry.input_model.model_fields["credential"].is_required() and len(candidates) == 1:
-            return {**params, "credential": next(iter(candidates.values())).name}
+            return {**params, "credential": _reference(entry, next(iter(candidates.values())))}
         return params
     if isinstance(alias, str) and not is_template(alias) and alias in spec.credentials:
-        return {**params, "credential": spec.credentials[alias].name}
+        return {**params, "credential": _reference(entry, spec.credentials[alias])}
     return params
 
 

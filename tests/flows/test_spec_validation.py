@@ -234,6 +234,23 @@ def test_credentials_bind_by_kind_and_name(tmp_path: Path) -> None:
     assert bind_credential(spec, get_node("send_email"), send.params)["credential"] == "default"
 
 
+def test_connected_accounts_bind_as_kind_and_name(tmp_path: Path) -> None:
+    from flows.spec.credentials import bind_credential
+    from nodes.catalog import get_node
+
+    text = CREDENTIALS.replace("mail: {kind: smtp}", "mail: {kind: google}").replace(
+        "crm: http_auth ", "crm: {kind: hubspot}"
+    )
+    spec = load_spec(_write(tmp_path, text))
+    fetch, send = spec.node("fetch"), spec.node("send")
+    assert bind_credential(spec, get_node("send_email"), send.params)["credential"] == (
+        "google/default"
+    )
+    assert bind_credential(spec, get_node("http_request"), fetch.params)["credential"] == (
+        "hubspot/default"
+    )
+
+
 def test_credential_mistakes_are_precise(tmp_path: Path) -> None:
     text = CREDENTIALS.replace("llm: {kind: openai}", "llm: {kind: opnai, nam: x}")
     problems = validate_file(_write(tmp_path, text))
