@@ -23,6 +23,7 @@ scan reports each one where it was planted, so the leak test cannot pass by sear
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import tempfile
@@ -35,6 +36,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import cloudpickle
+import httpx
 import pytest
 from prefect import Flow, flow, get_run_logger, task
 from prefect._internal.result_records import ResultRecord
@@ -55,16 +57,19 @@ from prefect.settings import PREFECT_HOME, PREFECT_LOCAL_STORAGE_PATH, get_curre
 from prefect.variables import Variable
 from pydantic import BaseModel, SecretStr
 from sqlalchemy import MetaData, delete, make_url, select
+from typer.testing import CliRunner
 
 from agency.db import Base, LlmUsage, make_engine, record_llm_usage, session_scope, upgrade
 from agency.settings import get_settings
 from blocks import VaultConnection
-from tests.fixtures.http_server import HttpServer
+from cli.main import app
+from tests.fixtures.http_server import HttpServer, Reply
 from tests.fixtures.llm_server import LlmServer
+from tests.fixtures.oauth_server import OAuthServer
 from tests.fixtures.smtp import SmtpServer
 from tests.fixtures.vault import VaultServer
 from tests.fixtures.worker import Worker
-from tests.scenario import platform_on_vault, run_daily_digest
+from tests.scenario import cli, platform_on_vault, run_daily_digest
 
 T = TypeVar("T")
 PAGE = 200
@@ -400,3 +405,155 @@ def _wait_for_event_named(name: str, since: datetime, timeout: float = 60) -> No
         while api.read_events(filter=wanted, limit=EVENT_PAGE).total == 0:
             assert time.monotonic() < deadline, f"no {name} event stored"
             time.sleep(0.5)
+
+
+# ---- the same scan over a connected account -----------------------------------------------------
+
+
+def test_no_oauth_token_leaks_anywhere(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    vault_server: VaultServer,
+    prefect_worker: Worker,
+    http_server: HttpServer,
+    llm_server: LlmServer,
+    oauth_server: OAuthServer,
+    client_slug: str,
+) -> None:
+    """Connect a Google account through the gateway, let its access token run out, and send
+    the daily digest through Gmail from a run on the worker (which refreshes the token). No app
+    secret, code verifier or token (first or refreshed) may be anywhere afterwards."""
+    from tests.fixtures.gateway import serve
+    from tests.gateway.test_oauth_connect import _consent
+
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    monkeypatch.setattr(llm_server, "api_key", f"sk-{secrets.token_hex(16)}")
+    app_secret = f"app-{secrets.token_hex(16)}"
+    api_token = f"tok-{secrets.token_hex(12)}"
+    http_server.handle(
+        "/oauth-digest",
+        lambda req: (
+            Reply(json={"items": ["one new lead"]})
+            if req.headers.get("authorization") == f"Bearer {api_token}"
+            else Reply(status=401)
+        ),
+    )
+    llm_server.reply_next("One new lead today.")
+    platform_token = vault_server.client().auth.token.create(policies=["root"], ttl="1h")
+    vault_token = platform_token["auth"]["client_token"]
+    outputs: list[str] = []
+    with platform_on_vault(vault_server, prefect_worker.pool, vault_token):
+        settings = get_settings()
+        gateway = serve(settings, run_dispatcher=False)
+        try:
+            settings.public_base_url = gateway.url
+            oauth_server.register_client(
+                "agency-app", app_secret, [f"{gateway.url}/oauth/callback"],
+                "openid email https://www.googleapis.com/auth/gmail.send "
+                "https://www.googleapis.com/auth/spreadsheets",
+            )  # fmt: skip
+            outputs.append(cli("client", "add", client_slug, "--name", "Acme Corp"))
+            secret_file = tmp_path / "app.secret"
+            secret_file.write_text(app_secret)
+            outputs.append(
+                cli(
+                    "connections",
+                    "app",
+                    "set",
+                    "google",
+                    "--client-id",
+                    "agency-app",
+                    "--client-secret-file",
+                    str(secret_file),
+                    "--authorize-url",
+                    oauth_server.authorize_url,
+                    "--token-url",
+                    oauth_server.token_url,
+                    "--revoke-url",
+                    oauth_server.revoke_url,
+                    "--userinfo-url",
+                    oauth_server.userinfo_url,
+                    "--api-base-url",
+                    oauth_server.url,
+                )  # fmt: skip
+            )
+            oauth_server.access_token_ttl = 30  # inside the 60 s leeway: the run must refresh
+            link = cli(
+                "connections", "connect-url", "--client", client_slug, "--provider", "google"
+            )
+            outputs.append(link)
+            with httpx.Client(timeout=30) as browser:
+                page = browser.get(_consent(browser, link.strip()))
+            assert page.status_code == 200, (page.url, page.headers, page.text)
+            outputs.append(page.text)
+            llm = {"api_key": llm_server.api_key, "base_url": llm_server.base_url}
+            for kind, name, data in (
+                ("http_auth", "api", {"scheme": "bearer", "token": api_token}),
+                ("openai", "default", llm),
+            ):
+                path = tmp_path / f"{kind}.json"
+                path.write_text(json.dumps(data))
+                outputs.append(
+                    cli(
+                        "credentials",
+                        "set",
+                        "--client",
+                        client_slug,
+                        "--kind",
+                        kind,
+                        "--name",
+                        name,
+                        "--from-file",
+                        str(path),
+                    )  # fmt: skip
+                )
+            digest = {
+                "source_url": http_server.url("/oauth-digest"),
+                "source_credential": "api",
+                "recipients": ["team@acme.test"],
+                "subject": "Acme digest",
+                "smtp_credential": "google/default",
+            }
+            path = tmp_path / "settings.json"
+            path.write_text(json.dumps(digest))
+            outputs.append(
+                cli(
+                    "activate",
+                    "daily_digest",
+                    "--client",
+                    client_slug,
+                    "--settings-file",
+                    str(path),
+                )  # fmt: skip
+            )
+            result = CliRunner().invoke(
+                app, ["run", "daily_digest", "--client", client_slug, "--timeout", "240"],
+                catch_exceptions=False,
+            )  # fmt: skip
+            outputs.append(result.output)
+            assert "finished: COMPLETED" in result.output, (
+                f"{result.output}\n--- worker log ---\n{prefect_worker.log()[-4000:]}"
+            )
+        finally:
+            gateway.stop()
+    [sent] = [c for c in oauth_server.api_calls if c["path"].startswith("/gmail/")]
+    assert sent["account"] == "boss@acme.com"
+    assert sent["message"]["Subject"] == "Acme digest"
+    assert oauth_server.refresh_count == 1  # the run renewed the expiring token, once
+    values = {"OAuth app secret": app_secret, "http_auth token": api_token}
+    for n, token in enumerate(oauth_server.tokens()):
+        values[f"access token {n}"] = token.access_token
+        if token.refresh_token:
+            values[f"refresh token {n}"] = token.refresh_token
+    assert len(values) >= 6  # two tokens of each kind, the app secret, the API token
+    _wait_for_event(f"prefect.flow-run.{_run_id(result.output)}", "prefect.flow-run.Completed")
+    hay = scan(values, since, extra_files=[prefect_worker.log_path, *_vault_logs(vault_server)])
+    hay.search("cli", "agency output", "".join(outputs))
+    assert not hay.findings, f"OAuth secrets leaked:\n{_report(hay)}"
+    for source in ("flow_runs", "task_runs", "logs", "events", "blocks", "platform_db", "cli"):
+        assert hay.searched[source] > 0, f"nothing searched in {source}: {dict(hay.searched)}"
+
+
+def _run_id(output: str) -> str:
+    first = output.splitlines()[0]  # "started flow run <name> (<id>)"
+    return first.rsplit("(", 1)[1].rstrip(")")
