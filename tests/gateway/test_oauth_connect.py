@@ -237,3 +237,39 @@ def test_another_client_never_sees_or_completes_a_connection(world: World) -> No
     assert list_connections(world.settings, world.other_user) == []
     with pytest.raises(CredentialMissing):
         blocks.load_credential(world.other, "google", "default")
+
+
+def test_disconnect_revokes_at_the_provider_and_deletes_the_tokens(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from agency.settings import get_settings
+    from cli.main import app
+
+    attempt = start_connect(world.settings, world.user, "google")
+    with httpx.Client(timeout=30) as browser:
+        assert browser.get(_consent(browser, attempt.url)).status_code == 200
+    token = blocks.load_credential(world.client, "google", "default").access_token  # type: ignore[attr-defined]
+    monkeypatch.setenv("AGENCY_HOME", str(world.settings.home))
+    get_settings.cache_clear()
+    try:
+        listed = CliRunner().invoke(app, ["connections", "list", "--client", world.client])
+        revoked = CliRunner().invoke(
+            app, ["connections", "revoke", "google/default", "--client", world.client]
+        )
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    assert "google/default\tconnected\tboss@acme.com" in listed.output, listed.output
+    assert revoked.exit_code == 0, revoked.output
+    assert "deleted google/default (revoked at the provider)" in revoked.output
+    assert world.provider.revocations >= 1
+    answer = httpx.get(
+        world.provider.userinfo_url,
+        headers={"Authorization": f"Bearer {token.get_secret_value()}"},
+    )
+    assert answer.status_code == 401  # the whole grant is gone at the provider
+    with pytest.raises(CredentialMissing):
+        blocks.load_credential(world.client, "google", "default")
+    assert list_connections(world.settings, world.user) == []
