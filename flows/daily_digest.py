@@ -12,6 +12,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel, ConfigDict, Field
 
+from flows._common import EmailAddress, WebUrl
 from flows.manifest import (
     EMAIL_CREDENTIAL_HELP,
     MAILBOX_KINDS,
@@ -28,17 +29,16 @@ class DailyDigestSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    source_url: str = Field(
+    source_url: WebUrl = Field(
         title="Source URL",
         description="HTTP(S) address of a JSON API to summarise daily.",
-        pattern=r"^https?://",
     )
     source_credential: str | None = Field(
         default=None,
         title="Source credential",
         description="Name of the http_auth credential for the API, if it needs one.",
     )
-    recipients: list[str] = Field(
+    recipients: list[EmailAddress] = Field(
         min_length=1, title="Recipients", description="Who receives the digest email."
     )
     subject: str = Field(

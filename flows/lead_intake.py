@@ -12,7 +12,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from pydantic import BaseModel, ConfigDict, Field
 
-from flows._common import table_field
+from flows._common import WebUrl, table_field
 from flows.manifest import CredentialRequirement, WorkflowManifest
 from nodes import HttpRequestInput, LlmInput, http_request, llm
 from nodes.db_query import DbQueryInput, db_query
@@ -34,8 +34,7 @@ class LeadIntakeSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    enrich_url: str = Field(
-        pattern=r"^https?://",
+    enrich_url: WebUrl = Field(
         title="Enrichment URL",
         description="HTTP API returning JSON about a person; called with ?email=<lead email>.",
     )

@@ -19,6 +19,17 @@ EMAIL_CREDENTIAL_HELP = (
 )
 
 
+def _field_label(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
+    """``Recipients (2)`` for ``('recipients', 1)``: the field's title, a list item counted
+    from 1, so the message names what the person sees on the form."""
+    if not loc:
+        return "settings"
+    field = model.model_fields.get(str(loc[0]))
+    label = (field.title if field is not None and field.title else None) or str(loc[0])
+    items = [f"({p + 1})" for p in loc[1:] if isinstance(p, int)]
+    return " ".join([label, *items])
+
+
 class CredentialRequirement(BaseModel):
     """A credential the workflow needs: a fixed ``name``, or the settings field that picks it.
 
@@ -91,7 +102,8 @@ class WorkflowManifest(BaseModel):
             model = self.settings_model.model_validate(data)
         except ValidationError as exc:
             problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
+                f"{_field_label(self.settings_model, err['loc'])}: "
+                f"{err['msg'].removeprefix('Value error, ')}"
                 for err in exc.errors(include_input=False)
             )
             raise InputInvalid(

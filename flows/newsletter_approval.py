@@ -11,6 +11,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel, ConfigDict, Field
 
+from flows._common import EmailAddress, WebUrl
 from flows.manifest import (
     EMAIL_CREDENTIAL_HELP,
     MAILBOX_KINDS,
@@ -28,15 +29,14 @@ class NewsletterSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    source_url: str = Field(
-        pattern=r"^https?://",
+    source_url: WebUrl = Field(
         title="Source URL",
         description="Page or JSON API with this period's news.",
     )
     source_credential: str | None = Field(
         default=None, title="Source credential", description="http_auth credential for the source."
     )
-    recipients: list[str] = Field(
+    recipients: list[EmailAddress] = Field(
         min_length=1, title="Recipients", description="Who receives the approved newsletter."
     )
     subject: str = Field(default="Our latest news", title="Subject", description="Email subject.")

@@ -12,6 +12,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.futures import PrefectFuture, wait
 from pydantic import BaseModel, ConfigDict, Field
 
+from flows._common import EmailAddress, WebUrl
 from flows.manifest import (
     EMAIL_CREDENTIAL_HELP,
     MAILBOX_KINDS,
@@ -39,8 +40,7 @@ class ReviewSentimentSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    reviews_url: str = Field(
-        pattern=r"^https?://",
+    reviews_url: WebUrl = Field(
         title="Reviews source",
         description="JSON API (a list of reviews, or an object with a `reviews` list) or, "
         "with a selector, a web page.",
@@ -69,7 +69,7 @@ class ReviewSentimentSettings(BaseModel):
         title="Parallel LLM calls",
         description="How many reviews are analysed at once.",
     )
-    recipients: list[str] = Field(
+    recipients: list[EmailAddress] = Field(
         min_length=1, title="Recipients", description="Who receives the report."
     )
     subject: str = Field(

@@ -8,7 +8,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from pydantic import BaseModel, ConfigDict, Field
 
-from flows._common import table_field
+from flows._common import WebUrl, table_field
 from flows.manifest import CredentialRequirement, WorkflowManifest
 from nodes import HttpRequestInput, http_request
 from nodes.db_query import DbQueryInput, db_query
@@ -20,7 +20,7 @@ class UptimeSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    urls: list[str] = Field(
+    urls: list[WebUrl] = Field(
         min_length=1,
         max_length=100,
         title="URLs",

@@ -26,8 +26,23 @@ def test_manifest_describes_settings_and_credentials() -> None:
         ("openai", "default"),
         ("smtp", "default"),
     ]
-    with pytest.raises(InputInvalid, match="source_url: String should match pattern"):
+    with pytest.raises(InputInvalid, match="Source URL: 'ftp://x' is not a web address"):
         manifest.validate_settings({"source_url": "ftp://x", "recipients": ["a@b.test"]})
+    # checked where it is entered, each problem named by the form's label, nothing saved
+    with pytest.raises(InputInvalid) as bad:
+        manifest.validate_settings(
+            {"source_url": "https://", "recipients": ["ok@b.test", "not-an-email", "a@b"]}
+        )
+    assert str(bad.value) == (
+        "Invalid settings for workflow 'daily_digest': Source URL: 'https://' is not a web "
+        "address (it starts with https:// or http://); Recipients (2): 'not-an-email' is not an "
+        "email address (like name@example.com); Recipients (3): 'a@b' is not an email address "
+        "(like name@example.com)."
+    )
+    named = manifest.validate_settings(
+        {"source_url": "https://x.test", "recipients": ["Boss <boss@acme.test>"]}
+    )
+    assert named.recipients == ["Boss <boss@acme.test>"]  # type: ignore[attr-defined]
 
 
 @pytest.mark.usefixtures("prefect_server")

@@ -72,5 +72,5 @@ def test_down_sites_alert_and_every_check_is_logged(
 def test_manifest_defaults_to_every_five_minutes() -> None:
     manifest = get_workflow("uptime_monitor")
     assert manifest.default_cron == "*/5 * * * *" and "cron" in manifest.triggers
-    with pytest.raises(Exception, match="status_table"):
+    with pytest.raises(Exception, match="Table: String should match pattern"):
         manifest.validate_settings({"urls": ["https://x.test"], "status_table": "x; DROP"})
