@@ -88,6 +88,7 @@ MANIFEST = WorkflowManifest(
     ),
     triggers=("cron", "manual"),
     default_cron="0 7 * * *",
+    agency_fields=("instructions", "model"),
 )
 
 TEXT_TEMPLATE = "{{ summary }}\n\n--\nSent by your daily digest ({{ source }})."

@@ -69,6 +69,7 @@ MANIFEST = WorkflowManifest(
     ),
     triggers=("webhook", "manual"),
     accepts_batches=True,
+    agency_fields=("expression",),
 )
 
 

@@ -106,6 +106,7 @@ MANIFEST = WorkflowManifest(
     ),
     triggers=("webhook", "manual"),
     event_model=LeadEvent,
+    agency_fields=("scoring_instructions", "leads_table"),
 )
 
 

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from agency.errors import InputInvalid
 
@@ -87,6 +94,27 @@ class WorkflowManifest(BaseModel):
         default=False,
         description="The flow takes `events: list` (a batch trigger groups webhooks into one run).",
     )
+    agency_fields: tuple[str, ...] = Field(
+        default=(),
+        description="Settings the agency decides (model, prompts, limits): hidden from the "
+        "client's form, where their defaults or the agency's values apply.",
+    )
+
+    @model_validator(mode="after")
+    def _known_agency_fields(self) -> WorkflowManifest:
+        unknown = set(self.agency_fields) - set(self.settings_model.model_fields)
+        if unknown:
+            raise ValueError(f"agency_fields names no setting: {', '.join(sorted(unknown))}")
+        return self
+
+    def credential_fields(self) -> dict[str, CredentialRequirement]:
+        """Settings fields that name a credential, with their requirement."""
+        return {r.setting: r for r in self.credentials if r.setting}
+
+    def client_fields(self) -> list[str]:
+        """Settings a client fills in themselves (no agency field, no credential name)."""
+        hidden = set(self.agency_fields) | set(self.credential_fields())
+        return [n for n in self.settings_model.model_fields if n not in hidden]
 
     @field_validator("version")
     @classmethod

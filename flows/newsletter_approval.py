@@ -97,6 +97,7 @@ MANIFEST = WorkflowManifest(
     ),
     triggers=("cron", "manual"),
     default_cron="0 9 * * 1",
+    agency_fields=("approval_poll_seconds",),
 )
 
 

@@ -123,6 +123,7 @@ MANIFEST = WorkflowManifest(
     ),
     triggers=("cron", "manual", "webhook"),
     default_cron="0 8 * * 1",
+    agency_fields=("review_selector", "review_field", "max_reviews", "concurrency"),
 )
 
 

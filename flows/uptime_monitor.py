@@ -67,6 +67,7 @@ MANIFEST = WorkflowManifest(
     ),
     triggers=("cron", "manual"),
     default_cron="*/5 * * * *",
+    agency_fields=("status_table",),
 )
 
 COLUMNS = (

@@ -54,13 +54,19 @@ def _field(name: str, field: FieldInfo, default: Any, key: str) -> Any:
 
 
 def model_form(
-    model: type[BaseModel], key: str, values: dict[str, Any] | None = None
+    model: type[BaseModel],
+    key: str,
+    values: dict[str, Any] | None = None,
+    only: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Render one input per field of ``model``; return the entered data (``None`` for empty
-    optional fields, which are then left out so the model's defaults apply)."""
+    """Render one input per field of ``model`` (or of ``only`` those); return the entered data
+    (``None`` for empty optional fields, which are then left out so the model's defaults
+    apply)."""
     values = values or {}
     data: dict[str, Any] = {}
     for name, field in model.model_fields.items():
+        if only is not None and name not in only:
+            continue
         default = values.get(
             name, None if field.is_required() else field.get_default(call_default_factory=True)
         )

@@ -401,3 +401,37 @@ def test_agency_suspends_resumes_and_offboards_a_client_from_the_page(world: Por
     assert client not in set(at.dataframe[0].value["client"])
     exports = list((world.settings.home / "exports").glob(f"{client}-*.json"))
     assert len(exports) == 1
+
+
+def test_a_client_fills_only_its_own_fields_and_picks_credentials_by_title(
+    world: PortalWorld,
+) -> None:
+    smtp = {"host": "mail.acme.test", "from_address": "digest@acme.test", "security": "none"}
+    workspace.save_credential(world.settings, world.a, "smtp", "default", smtp)
+    workspace.save_credential(world.settings, world.a, "openai", "default", {"api_key": "sk-1"})
+    workspace.save_credential(world.settings, world.a, "openai", "team", {"api_key": "sk-2"})
+    at = _app(world.a, "client/workflows.py")
+    keys = {e.key for e in at.text_input} | {e.key for e in at.text_area}
+    # the agency's settings (model, prompt) and credential names are no text boxes for a client
+    assert "wf.daily_digest.model" not in keys and "wf.daily_digest.instructions" not in keys
+    assert "wf.daily_digest.smtp_credential" not in keys
+    text = _texts(at)
+    assert "Uses your Email account (SMTP) · default." in text  # the only one: bound by itself
+    picker = at.selectbox(key="wf.daily_digest.openai_credential")  # two: the client picks
+    assert picker.options == ["AI model (OpenAI-compatible) · default",
+                              "AI model (OpenAI-compatible) · team"]  # fmt: skip
+    picker.set_value("team")
+    at.text_input(key="wf.daily_digest.source_url").input(DIGEST["source_url"])
+    at.text_area(key="wf.daily_digest.recipients").input("team@example.test")
+    at.selectbox(key="wf.preset").set_value("No schedule (run manually)").run()
+    at.button(key="wf.activate").click().run()
+    assert "Daily digest is active (version 1)." in _texts(at), _texts(at)
+    (act,) = workspace.activations(world.settings, world.a)
+    assert act.settings["openai_credential"] == "team"
+    assert act.settings["smtp_credential"] == "default"
+    assert act.settings["model"] is None  # the agency's default applies
+
+    # agency staff see the agency's settings too
+    staff = _app(world.agency, "client/workflows.py")
+    staff_keys = {e.key for e in staff.text_input} | {e.key for e in staff.text_area}
+    assert "wf.daily_digest.model" in staff_keys

@@ -7,6 +7,7 @@ import streamlit as st
 
 from agency.errors import AgencyError
 from portal.components import acting_client, friendly_errors, model_form, principal, settings
+from portal.components.credential_picker import credential_pickers
 from services import workspace
 
 PRESETS = {
@@ -46,7 +47,16 @@ with friendly_errors():
 
     st.subheader("Settings")
     values = act.settings if act else {}
-    data = model_form(manifest.settings_model, key=f"wf.{workflow}", values=values)
+    # clients fill in their own settings; the agency's (model, prompts...) keep their values
+    shown = (
+        [n for n in manifest.settings_model.model_fields if n not in manifest.credential_fields()]
+        if who.is_agency
+        else manifest.client_fields()
+    )
+    data = {k: values[k] for k in manifest.agency_fields if k in values and not who.is_agency}
+    data |= model_form(manifest.settings_model, key=f"wf.{workflow}", values=values, only=shown)
+    stored = [(c.kind, c.name) for c in workspace.credentials(s, who, client)]
+    data |= credential_pickers(manifest, stored, values, key=f"wf.{workflow}")
 
     st.subheader("Schedule")
     preset_names = list(PRESETS)
