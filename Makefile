@@ -22,10 +22,16 @@ up: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+# pytest-xdist: two worker processes, each with its own session services (Prefect server, Vault,
+# workers...); the tests mostly wait on real servers, so two overlap well even on 2 cores.
+# Tests marked xdist_group("heavy") run on one worker, one after another.
+# `make test PYTEST_XDIST=` runs serially.
+PYTEST_XDIST ?= -n 2 --dist loadgroup
+
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

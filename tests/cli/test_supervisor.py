@@ -174,6 +174,7 @@ def _child_pid(stack: int, marker: str) -> int | None:
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.xdist_group("heavy")  # the whole stack: one at a time with the heavy tests
 def test_agency_up_restarts_a_killed_worker_and_server_while_the_gateway_keeps_answering(
     tmp_path: Path,
 ) -> None:

@@ -63,6 +63,8 @@ def test_the_worker_reuses_a_shareable_read_until_it_is_older_than_its_limit(
         ("GET", DEPLOYMENT, 404),  # only answers that found the record are kept
         ("GET", DEPLOYMENT + "/schedules", 200),
     ],
+    # fixed ids: pytest-xdist needs every worker to collect the same names (the paths are random)
+    ids=["flow-run", "deployment-write", "deployment-404", "deployment-schedules"],
 )
 def test_other_requests_always_reach_the_server(
     http_server: HttpServer, method: str, path: str, status: int

@@ -289,10 +289,11 @@ def test_heartbeats_follow_running_at_their_interval_until_stopped(prefect_serve
     assert 3 <= len(events) <= 1 + elapsed / interval, (len(events), elapsed)
     event = events[0]
     assert event.resource["prefect.resource.name"] == run.name
-    related = {r.role: r for r in event.related}
-    assert related["flow"].id == f"prefect.flow.{run.flow_id}"
-    assert related["flow"]["prefect.resource.name"] == "heartbeat-probe"
-    assert related["tag"].id == "prefect.tag.probe"
+    # Prefect's events client may add resources of another run context of this test process
+    # (seen after earlier in-process flows), so look for ours among them
+    flows = {(r.id, r["prefect.resource.name"]) for r in event.related if r.role == "flow"}
+    assert (f"prefect.flow.{run.flow_id}", "heartbeat-probe") in flows, flows
+    assert "prefect.tag.probe" in {r.id for r in event.related if r.role == "tag"}
     with pytest.raises(ValueError, match="interval"):
         Heartbeats().expect(run.id, api_flow, 0)
 

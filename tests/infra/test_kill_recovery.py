@@ -69,6 +69,10 @@ from tests.fixtures.gateway import ChildProcess, Hook, platform_env
 from tests.gateway.test_reliability import outbox, wait_all_dispatched
 from tests.gateway.test_verifiers import signed
 
+# CPU-heavy and timed: under pytest-xdist (`make test`) the heavy tests share one worker, so
+# they never overlap each other
+pytestmark = pytest.mark.xdist_group("heavy")
+
 COUNT = int(os.environ.get("AGENCY_TEST_KILL_COUNT", "60"))
 LIMIT = 8  # concurrent runs of the worker
 PACE = 0.15  # seconds between two new events of the sender

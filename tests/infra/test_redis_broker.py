@@ -21,6 +21,10 @@ import redis
 
 from tests.fixtures._net import free_port, prefect_auth_headers, stop_process, wait_http
 
+# CPU-heavy and timed: under pytest-xdist (`make test`) the heavy tests share one worker, so
+# they never overlap each other
+pytestmark = pytest.mark.xdist_group("heavy")
+
 BURST = int(os.environ.get("AGENCY_TEST_BURST", "3600"))
 REDIS_DB = 11
 

@@ -64,6 +64,10 @@ from deployments.recovery import (
 from tests.fixtures._net import alive, free_port, stop_process, wait_http
 from tests.infra import scale_flows
 
+# CPU-heavy and timed: under pytest-xdist (`make test`) the heavy tests share one worker, so
+# they never overlap each other
+pytestmark = pytest.mark.xdist_group("heavy")
+
 HERE = Path(__file__).parent
 BURST = 200
 LIMIT = 6  # concurrent runs per prefork worker
