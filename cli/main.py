@@ -345,6 +345,10 @@ from cli.commands.exporter import register as _register_exporter  # noqa: E402
 
 _register_exporter(app)
 
+from cli.commands.usage import usage_app  # noqa: E402
+
+app.add_typer(usage_app, name="usage")
+
 
 def main() -> None:
     """Console entry point: point Prefect at the platform's server unless told otherwise."""

@@ -1,4 +1,5 @@
-"""Agency: recent runs of every client, failures first."""
+"""Agency: recent runs of every client, failed and waiting first, each failure with the reason
+its client reads and the raw state message behind it."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ with friendly_errors():
                 "client": r.client,
                 "workflow": r.workflow,
                 "state": r.state_name,
+                "reason (as the client reads it)": r.reason or "",
+                "message": r.detail or "",
                 "trigger": r.trigger,
                 "started": f"{r.started:%Y-%m-%d %H:%M}" if r.started else "",
                 "run": r.name,
