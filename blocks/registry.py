@@ -116,16 +116,21 @@ def onboard_client_vault(settings: Settings, client: str) -> VaultConnection:
     return connection
 
 
-def load_credential(client: str, kind: str, name: str) -> CredentialModel:
-    """Resolve a client's credential inside a task; raise ``CredentialMissing`` if absent."""
-    kind_model(kind)
+def credential_block(client: str, kind: str, name: str) -> ClientCredential:
+    """The saved reference of a client's credential; ``CredentialMissing`` if absent."""
     try:
         block = ClientCredential.load_block(credential_block_name(client, kind, name))
     except ValueError:
         raise CredentialMissing(client, kind, name) from None
     if (block.client, block.kind, block.name) != (client, kind, name):
         raise CredentialMissing(client, kind, name)
-    return block.resolve()
+    return block
+
+
+def load_credential(client: str, kind: str, name: str) -> CredentialModel:
+    """Resolve a client's credential inside a task; raise ``CredentialMissing`` if absent."""
+    kind_model(kind)
+    return credential_block(client, kind, name).resolve()
 
 
 def list_credentials(client: str) -> list[ClientCredential]:

@@ -25,10 +25,18 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import delete, select
+from sqlalchemy import select
 
 import blocks
-from agency.db import Client, CredentialStatus, OAuthState, record_health, session_scope, utcnow
+from agency.db import (
+    Client,
+    CredentialStatus,
+    OAuthState,
+    forget_health,
+    record_health,
+    session_scope,
+    utcnow,
+)
 from agency.errors import AgencyError, CredentialMissing, InputInvalid, NotFound
 from agency.redaction import register_secret
 from agency.settings import Settings
@@ -416,13 +424,7 @@ def revoke_connection(
         pass
     with client_session(settings, slug) as session:
         record = get_client_record(session, slug)
-        session.execute(
-            delete(CredentialStatus).where(
-                CredentialStatus.client_id == record.id,
-                CredentialStatus.kind == kind,
-                CredentialStatus.name == name,
-            )
-        )
+        forget_health(session, record.id, kind, name)
         audit(
             session,
             actor=principal.email if principal is not None else actor,

@@ -5,10 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete
-
 import blocks
-from agency.db import CredentialStatus
+from agency.db import forget_health
 from agency.settings import Settings
 from services.audit import audit
 from services.clients import get_client_record
@@ -62,13 +60,7 @@ def delete_credential(
     with client_session(settings, client) as session:
         record = get_client_record(session, client)
         blocks.delete_credential(client, kind, name)
-        session.execute(
-            delete(CredentialStatus).where(
-                CredentialStatus.client_id == record.id,
-                CredentialStatus.kind == kind,
-                CredentialStatus.name == name,
-            )
-        )
+        forget_health(session, record.id, kind, name)
         audit(
             session,
             actor=actor,

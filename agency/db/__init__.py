@@ -15,7 +15,7 @@ from agency.db.engine import (
     session_scope,
     upgrade,
 )
-from agency.db.health import health_row, lock_health_row, record_health
+from agency.db.health import forget_health, health_row, lock_health_row, record_health
 from agency.db.models import (
     ACTIVATION_STATUSES,
     CLIENT_STATUSES,
@@ -67,6 +67,7 @@ __all__ = [
     "current_revision",
     "dispose_engines",
     "downgrade",
+    "forget_health",
     "health_row",
     "lock_health_row",
     "make_engine",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -78,3 +78,14 @@ def record_health(
     for key, value in fields.items():
         setattr(row, key, value)
     return row
+
+
+def forget_health(session: Session, client_id: int, kind: str, name: str) -> None:
+    """Delete the health row of a credential that is gone."""
+    session.execute(
+        delete(CredentialStatus).where(
+            CredentialStatus.client_id == client_id,
+            CredentialStatus.kind == kind,
+            CredentialStatus.name == name,
+        )
+    )

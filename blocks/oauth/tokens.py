@@ -22,9 +22,9 @@ from agency.redaction import register_secret
 from agency.settings import get_settings
 from blocks.client_credential import ClientCredential
 from blocks.kinds import OAUTH_KINDS, OAuthCredential
-from blocks.names import credential_block_name
 from blocks.oauth.apps import OAUTH_AREA, OAuthApp, load_app
 from blocks.oauth.client import OAuth2Error, OAuthSession
+from blocks.registry import credential_block
 
 LEEWAY_SECONDS = 60.0
 
@@ -54,16 +54,6 @@ def token_fields(token: dict[str, Any], previous: OAuthCredential | None = None)
     }
 
 
-def _block(client: str, kind: str, name: str) -> ClientCredential:
-    try:
-        block = ClientCredential.load_block(credential_block_name(client, kind, name))
-    except ValueError:
-        raise CredentialMissing(client, kind, name) from None
-    if (block.client, block.kind, block.name) != (client, kind, name):
-        raise CredentialMissing(client, kind, name)
-    return block
-
-
 def _current(block: ClientCredential) -> OAuthCredential:
     credential = block.resolve()
     if not isinstance(credential, OAuthCredential):
@@ -77,7 +67,7 @@ def oauth_credential(
     """The client's connected account ``kind``/``name`` with a fresh access token."""
     if kind not in OAUTH_KINDS:
         raise CredentialInvalid(f"'{kind}' is not a kind of connected account.")
-    block = _block(client, kind, name)
+    block = credential_block(client, kind, name)
     credential = _current(block)
     if not credential.expires_within(leeway):
         return credential
