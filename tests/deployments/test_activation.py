@@ -112,7 +112,7 @@ def test_pause_resume_deactivate(settings: Settings, client_slug: str) -> None:
         ("nope", SETTINGS, None, None, "Unknown workflow 'nope'"),
         ("daily_digest", SETTINGS, "every morning", None, "Invalid cron expression"),
         ("daily_digest", SETTINGS, "0 7 * * *", "Mars/Olympus", "Unknown time zone"),
-        ("daily_digest", {"recipients": []}, None, None, "source_url: Field required"),
+        ("daily_digest", {"recipients": []}, None, None, "Source URL: Field required"),
     ],
 )
 def test_bad_input_writes_nothing(

@@ -80,10 +80,13 @@ def test_connect_and_deny_in_the_browser(
                 nav = page.get_by_test_id("stSidebarNav")
                 nav.get_by_role("link", name="Credentials").click()
                 page.get_by_role("heading", name="Connected accounts").wait_for()
+                # other tests of this session may have registered more providers' apps
+                google = page.get_by_test_id("stHorizontalBlock").filter(has_text="Google")
+                connect = google.get_by_role("link", name="Connect", exact=True)
 
                 # deny: a clear message on both sides, nothing stored
                 with page.context.expect_page() as opened:
-                    page.get_by_role("link", name="Connect").click()
+                    connect.click()
                 provider = opened.value
                 provider.locator("#deny").click()
                 expect(provider.locator("#outcome")).to_contain_text("you declined access")
@@ -94,7 +97,7 @@ def test_connect_and_deny_in_the_browser(
                 # approve: "Connected as ..." where the user started
                 started = time.perf_counter()
                 with page.context.expect_page() as opened:
-                    page.get_by_role("link", name="Connect").click()
+                    connect.click()
                 provider = opened.value
                 provider.locator("#email").fill("boss@acme.com")
                 provider.locator("#approve").click()
