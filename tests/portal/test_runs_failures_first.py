@@ -24,7 +24,7 @@ from tests.fixtures.portal import PASSWORD, PortalWorld, make_run
 
 DIGEST = {"source_url": "https://api.example.test/today", "recipients": ["team@example.test"]}
 MISSING = (
-    "The workflow needs an email server (SMTP) credential named “default”: add it under "
+    "The workflow needs an Email account (SMTP) credential named “default”: add it under "
     "Credentials."
 )
 
