@@ -17,7 +17,7 @@ from prefect import get_run_logger
 from pydantic import Field
 
 from nodes._base import CredentialInput, NodeOutput, NodeSpec, node_task
-from nodes.http_request import connected_account
+from nodes._oauth import connected_account
 
 KIND = "google_sheets_append"
 CREDENTIAL_KIND = "google"

@@ -47,7 +47,7 @@ from nodes._base import (
     resolve_credential,
 )
 from nodes._expr import check_template, render
-from nodes.http_request import connected_account
+from nodes._oauth import connected_account
 
 KIND = "notify"
 CREDENTIAL_KIND = "slack_webhook"

@@ -47,7 +47,7 @@ from nodes._base import (
     node_task,
     resolve_credential,
 )
-from nodes.http_request import ConnectedAccount, connected_account
+from nodes._oauth import ConnectedAccount, connected_account
 
 KIND = "send_email"
 CREDENTIAL_KIND = "smtp"
