@@ -85,6 +85,7 @@ def test_connect_and_deny_in_the_browser(
                 connect = google.get_by_role("link", name="Connect", exact=True)
 
                 # deny: a clear message on both sides, nothing stored
+                first_link = connect.get_attribute("href")
                 with page.context.expect_page() as opened:
                     connect.click()
                 provider = opened.value
@@ -94,7 +95,9 @@ def test_connect_and_deny_in_the_browser(
                 expect(page.get_by_text("Nothing was stored")).to_be_visible()
                 assert _stored(w.client_a) is None
 
-                # approve: "Connected as ..." where the user started
+                # approve: "Connected as ..." where the user started, through a new link (the
+                # used one is refused); wait until the page has re-rendered with it
+                expect(connect).not_to_have_attribute("href", first_link or "")
                 started = time.perf_counter()
                 with page.context.expect_page() as opened:
                     connect.click()
