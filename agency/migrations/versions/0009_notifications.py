@@ -1,0 +1,23 @@
+"""Notifications: per-person preferences and incidents (issue 22).
+
+Revision ID: 0009
+Revises: 0008
+Create Date: 2026-12-07
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+revision: str = "0009"
+down_revision: str | Sequence[str] | None = "0008"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    """Placeholder: filled in by the work on this issue."""
+
+
+def downgrade() -> None:
+    """Placeholder: filled in by the work on this issue."""
