@@ -10,13 +10,22 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# `make up` installs what running needs; `make test` / `make install` add the test toolchain.
+RUNTIME := $(VENV)/.installed-runtime
+
+$(RUNTIME): pyproject.toml | $(BIN)/python
+	@echo "make up: installing the runtime dependencies into $(VENV) (first run only: a few minutes)"
+	@start=$$(date +%s); $(BIN)/python -m pip install --quiet -e . && \
+	  echo "make up: installed in $$(( $$(date +%s) - start )) s"
+	touch $(RUNTIME)
+
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[test]"
-	touch $(STAMP)
+	touch $(STAMP) $(RUNTIME)
 
 install: $(STAMP)
 
-up: $(STAMP)
+up: $(RUNTIME)
 	$(BIN)/agency up
 
 lint: $(STAMP)

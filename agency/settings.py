@@ -7,12 +7,19 @@ import time.
 from __future__ import annotations
 
 import json
+from contextvars import ContextVar
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 # USD per million tokens (prompt, completion); override with AGENCY_LLM_PRICES='{"model": [i, o]}'.
@@ -24,6 +31,33 @@ DEFAULT_LLM_PRICES: dict[str, tuple[float, float]] = {
     "gpt-4.1": (2.00, 8.00),
     "o4-mini": (1.10, 4.40),
 }
+
+
+#: the running stack's settings, written by ``agency up`` into its home (see :class:`StackFile`)
+STACK_SETTINGS_FILE = "stack-settings.json"
+_read_stack_file: ContextVar[bool] = ContextVar("agency_read_stack_file", default=True)
+
+
+class StackFile(PydanticBaseSettingsSource):
+    """Settings from ``<home>/stack-settings.json``: what the running ``agency up`` was started
+    with, so a second shell talks to that stack. Precedence: environment (and ``.env``) > this
+    file > defaults; ``home`` itself comes from the environment or its default."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        if not _read_stack_file.get():
+            return {}
+        home = self.current_state.get("home") or self.settings_cls.model_fields["home"].default
+        try:
+            data = json.loads((Path(home).expanduser() / STACK_SETTINGS_FILE).read_text())
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(data, dict):
+            return {}
+        fields = self.settings_cls.model_fields
+        return {k: v for k, v in data.items() if k in fields and k != "home"}
 
 
 class Settings(BaseSettings):
@@ -49,6 +83,12 @@ class Settings(BaseSettings):
         default="agency-prefork",
         description="Work pool (type agency-prefork) for activations with a webhook trigger; "
         "empty: `work_pool`.",
+    )
+    delay_suspend_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="A `delay` node longer than this suspends its run (freeing the worker) and "
+        "is rescheduled; shorter ones sleep in the run's process.",
     )
     draft_base_url: str | None = Field(
         default=None, description="OpenAI-compatible endpoint for `agency spec draft`."
@@ -147,6 +187,81 @@ class Settings(BaseSettings):
         description="More addresses (comma-separated or a JSON list) that get the agency's "
         "notices, beside every agency staff user.",
     )
+    notify_agency_slack_webhook_url: SecretStr | None = Field(
+        default=None,
+        description="Slack incoming-webhook URL that also gets the agency's notifications "
+        "(failed runs, waiting approvals, late runs, broken credentials); unset: email only.",
+    )
+    notify_digest_after: int = Field(
+        default=5,
+        ge=1,
+        description="Notifications one person gets on their own per hour; the rest of that hour "
+        "go out as one digest.",
+    )
+    demo: bool = Field(
+        default=True,
+        description="`make up` creates the demo agency (`agency demo`) on a home without clients "
+        "and starts its demo services; false: neither.",
+    )
+    demo_host: str = Field(
+        default="127.0.0.1", description="Loopback address of the demo services."
+    )
+    demo_smtp_port: int = Field(default=2525, description="Port of the demo mail catcher (SMTP).")
+    demo_http_port: int = Field(
+        default=8090, description="Port of the demo sample API and demo model (HTTP)."
+    )
+    release_store: Literal["local", "s3"] = Field(
+        default="local",
+        description="Where workflow releases live: a folder (`release_dir`) or an S3 bucket.",
+    )
+    release_dir: Path | None = Field(
+        default=None,
+        description="Folder of the local release store, and where workers unpack releases "
+        "fetched from S3; default: `<home>/releases`.",
+    )
+    release_s3_bucket: str | None = Field(default=None, description="Bucket of the S3 store.")
+    release_s3_prefix: str = Field(default="releases", description="Key prefix in that bucket.")
+    release_s3_endpoint_url: str | None = Field(
+        default=None, description="S3 endpoint (MinIO, moto); empty: AWS."
+    )
+    release_s3_credentials_block: str | None = Field(
+        default=None,
+        description="Name of a prefect-aws `AwsCredentials` block workers fetch releases with; "
+        "empty: the default AWS credential chain.",
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Environment and ``.env`` first, then the running stack's file (:class:`StackFile`)."""
+        return (
+            init_settings,
+            env_settings,
+            dotenv_settings,
+            StackFile(settings_cls),
+            file_secret_settings,
+        )
+
+    @classmethod
+    def without_stack_file(cls) -> Settings:
+        """Settings from the environment and defaults only: what ``agency up`` starts with."""
+        token = _read_stack_file.set(False)
+        try:
+            return cls()
+        finally:
+            _read_stack_file.reset(token)
+
+    def stack_file_values(self) -> dict[str, Any]:
+        """The settings ``agency up`` writes for other shells: those set explicitly (environment,
+        ``.env``), secrets left out."""
+        secret = {n for n, f in type(self).model_fields.items() if "SecretStr" in str(f.annotation)}
+        return self.model_dump(mode="json", include=self.model_fields_set - secret)
 
     @field_validator(
         "egress_allow", "egress_platform_endpoints", "notify_agency_emails", mode="before"
@@ -172,6 +287,11 @@ class Settings(BaseSettings):
     def files_dir(self) -> Path:
         """The local file storage directory, defaulting to ``<home>/files``."""
         return (self.storage_dir or self.home / "files").expanduser()
+
+    @property
+    def releases_dir(self) -> Path:
+        """The local release store (and unpack folder), defaulting to ``<home>/releases``."""
+        return (self.release_dir or self.home / "releases").expanduser()
 
     @property
     def gateway_url(self) -> str:

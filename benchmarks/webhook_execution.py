@@ -15,6 +15,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,7 @@ def _deliveries(db_url: str, client: str) -> list[Any]:
                 select(
                     WebhookDelivery.received_at,
                     WebhookDelivery.flow_run_id,
+                    WebhookDelivery.batch_id,
                     WebhookDelivery.outcome,
                 ).where(WebhookDelivery.client == client)
             ).all()
@@ -59,21 +62,21 @@ def _runs(deployment: str) -> dict[str, Any]:
                 return {str(r.id): r for r in runs}
 
 
-def _settle(db_url: str, client: str, count: int, batched: bool, stall: float) -> None:
-    """Wait until every delivery is done, failing after ``stall`` s without progress."""
+def _finished(row: Any, runs: dict[str, Any]) -> bool:
+    """A delivery is finished when its batch recorded its outcome, or its own run ended."""
+    if row.batch_id is not None:
+        return row.outcome is not None
+    run = runs.get(row.flow_run_id or "")
+    return run is not None and run.state is not None and run.state.is_final()
+
+
+def _settle(db_url: str, client: str, count: int, stall: float) -> None:
+    """Wait until every delivery is finished, failing after ``stall`` s without progress."""
     done, last = -1, time.monotonic()
     while time.monotonic() - last < stall:
         rows = _deliveries(db_url, client)
-        if batched:
-            now = sum(r.outcome is not None for r in rows)
-        else:
-            runs = _runs(f"event_archive/{client}")
-            now = sum(
-                r.flow_run_id in runs
-                and runs[r.flow_run_id].state is not None
-                and runs[r.flow_run_id].state.is_final()
-                for r in rows
-            )
+        runs = _runs(f"event_archive/{client}")
+        now = sum(_finished(r, runs) for r in rows)
         if len(rows) == count and now == count:
             return
         if now != done:
@@ -82,17 +85,48 @@ def _settle(db_url: str, client: str, count: int, batched: bool, stall: float) -
     raise TimeoutError(f"{client}: {count - done} of {count} events stuck for {stall}s")
 
 
+@dataclass(frozen=True)
+class Plan:
+    """One activation of ``event_archive`` to send ``count`` webhooks to, in batch ``mode``
+    (``off``, ``adaptive`` or ``always`` with ``batch``); ``lone`` single events are then sent
+    one at a time, each after the previous completed, to time an event at rest."""
+
+    mode: str
+    count: int
+    batch: Any = None
+    lone: int = 0
+
+
 def webhook_modes(
     work: Path, total: int, concurrency: int = 50, per_event: int | None = None
 ) -> dict[str, dict[str, float]]:
-    """Run both webhook modes against a fresh platform DB under ``work``; figures per mode.
+    """Run one run per event and batched (100 events, 1 s) against a fresh platform DB under
+    ``work``; figures per mode.
 
     ``total`` webhooks per mode, or ``per_event`` for the one-run-per-event mode (each of its
     webhooks is a whole flow run: 2,000 take ~20 minutes on a 2-core machine)."""
+    from services.webhooks import BatchPolicy
+
+    plans = {
+        "per_event": Plan("off", per_event or total),
+        "batched": Plan("always", total, BatchPolicy(100, 1.0)),
+    }
+    return run_plans(work, plans, concurrency)
+
+
+def run_plans(
+    work: Path,
+    plans: dict[str, Plan],
+    concurrency: int = 50,
+    report: Callable[[str, dict[str, float]], None] | None = None,
+) -> dict[str, dict[str, float]]:
+    """Send each plan's webhooks (one plan after the other, each to its own client) through a
+    real gateway and dispatcher to an ``agency-prefork`` worker; figures per plan, also given to
+    ``report`` as soon as a plan is done."""
     from agency.db import upgrade
     from agency.settings import Settings
     from services import activate, add_client
-    from services.webhooks import BatchPolicy, enable_webhook
+    from services.webhooks import enable_webhook
 
     home = work / "webhooks"
     db_url = f"sqlite:///{home / 'agency.db'}"
@@ -110,14 +144,19 @@ def webhook_modes(
         "PYTHONPATH": str(PROJECT_DIR),
     }
     hooks = {}
-    for mode, batch in (("per_event", None), ("batched", BatchPolicy(100, 1.0))):
-        client = f"wh-{mode.replace('_', '-')}"
+    for name, plan in plans.items():
+        client = f"wh-{name.replace('_', '-')}"
         add_client(settings, client, client)
         activate(settings, client, "event_archive", {}, None)
         hook = enable_webhook(
-            settings, client, "event_archive", batch=batch, rate_limit_per_hour=10**9
+            settings,
+            client,
+            "event_archive",
+            batch=plan.batch,
+            mode=plan.mode,
+            rate_limit_per_hour=10**9,
         )
-        hooks[mode] = (client, hook)
+        hooks[name] = (client, hook)
     os.environ.update({k: env[k] for k in ("AGENCY_HOME", "AGENCY_DATABASE_URL")})
     worker = start_worker("bench-wh-prefork", "agency-prefork", 8, work / "wh-worker.log")
     port = _free_port()
@@ -132,34 +171,65 @@ def webhook_modes(
     results: dict[str, dict[str, float]] = {}
     try:
         _wait(f"{url}/healthz")
-        for mode, (client, hook) in hooks.items():
+        for name, (client, hook) in hooks.items():
+            plan = plans[name]
             path = f"/hooks/{client}/event_archive"
-            count = per_event if mode == "per_event" and per_event else total
-            start = time.time()
-            latencies = asyncio.run(_send(url, path, hook.secret, count, concurrency))
-            accepted = count / (time.time() - start)
-            _settle(db_url, client, count, mode == "batched", stall=120)
-            rows, runs = _deliveries(db_url, client), _runs(f"event_archive/{client}")
-            ends = {i: r.end_time.timestamp() for i, r in runs.items() if r.end_time}
-            to_done = [ends[r.flow_run_id] - r.received_at.timestamp() for r in rows]
-            completed = [r for r in runs.values() if r.state and r.state.is_completed()]
-            lost = sum(
-                r.flow_run_id not in ends
-                or not runs[r.flow_run_id].state.is_completed()
-                or (mode == "batched" and r.outcome != "done")
-                for r in rows
-            ) + (len(runs) - len({r.flow_run_id for r in rows}))  # runs without a delivery
-            results[mode] = {
-                "webhooks": float(count),
-                "accepted_per_s": accepted,
-                "accept_p99_ms": percentile(latencies, 0.99) * 1000,
-                "runs": float(len(completed)),
-                "events_per_s": count / (max(ends.values()) - start),
-                "p95_webhook_to_completed_s": percentile(to_done, 0.95),
-                "lost": float(lost),
-            }
+            results[name] = _burst(url, path, hook.secret, db_url, client, plan.count, concurrency)
+            if plan.lone:
+                results[name]["lone_event_s"] = _lone(url, path, hook.secret, db_url, client, plan)
+            if report is not None:
+                report(name, results[name])
     finally:
         gateway.terminate()
         gateway.wait(timeout=30)
         stop_workers([worker])
     return results
+
+
+def _burst(
+    url: str, path: str, secret: str, db_url: str, client: str, count: int, concurrency: int
+) -> dict[str, float]:
+    """Send ``count`` webhooks at once and wait for all; the burst's figures."""
+    start = time.time()
+    latencies = asyncio.run(_send(url, path, secret, count, concurrency))
+    accepted = count / (time.time() - start)
+    _settle(db_url, client, count, stall=120)
+    rows, runs = _deliveries(db_url, client), _runs(f"event_archive/{client}")
+    ends = {i: r.end_time.timestamp() for i, r in runs.items() if r.end_time}
+    to_done = [ends[r.flow_run_id] - r.received_at.timestamp() for r in rows]
+    completed = [r for r in runs.values() if r.state and r.state.is_completed()]
+    lost = sum(
+        r.flow_run_id not in ends
+        or not runs[r.flow_run_id].state.is_completed()
+        or (r.batch_id is not None and r.outcome != "done")
+        for r in rows
+    )
+    duplicates = len(runs) - len({r.flow_run_id for r in rows})  # runs without a delivery
+    return {
+        "webhooks": float(count),
+        "accepted_per_s": accepted,
+        "accept_p99_ms": percentile(latencies, 0.99) * 1000,
+        "runs": float(len(completed)),
+        "events_alone": float(sum(r.batch_id is None for r in rows)),
+        "events_per_s": count / (max(ends.values()) - start),
+        "p50_webhook_to_completed_s": percentile(to_done, 0.50),
+        "p95_webhook_to_completed_s": percentile(to_done, 0.95),
+        "lost": float(lost),
+        "duplicates": float(duplicates),
+    }
+
+
+def _lone(url: str, path: str, secret: str, db_url: str, client: str, plan: Plan) -> float:
+    """Median webhook → completed of ``plan.lone`` events sent one at a time, at rest."""
+    time.sleep(25)  # the burst's in-flight window passes: the activation is at rest
+    seen = plan.count
+    times = []
+    for _ in range(plan.lone):
+        asyncio.run(_send(url, path, secret, 1, 1))
+        seen += 1
+        _settle(db_url, client, seen, stall=60)
+        rows, runs = _deliveries(db_url, client), _runs(f"event_archive/{client}")
+        last = max(rows, key=lambda r: r.received_at)
+        end = runs[last.flow_run_id].end_time
+        times.append(end.timestamp() - last.received_at.timestamp())
+    return percentile(times, 0.5)

@@ -175,6 +175,17 @@ def credentials_set(
     typer.echo(f"credential {view.kind}/{view.name} stored for {client} ({view.store})")
 
 
+@credentials_app.command("template")
+@clear_errors
+def credentials_template(
+    kind: Annotated[str, typer.Option(help="The credential kind (see --help of set).")],
+) -> None:
+    """Print an example JSON of a credential kind for `set --from-file` (replace the <...>)."""
+    from services.credential_templates import credential_template
+
+    typer.echo(json.dumps(credential_template(kind), indent=2))
+
+
 @credentials_app.command("list")
 @clear_errors
 def credentials_list(client: Annotated[str, typer.Option(help="Client slug.")]) -> None:
@@ -213,6 +224,9 @@ def activate_cmd(
     set_: Annotated[list[str] | None, typer.Option("--set", help="Setting key=value.")] = None,
     settings_file: Annotated[Path | None, typer.Option(help="JSON settings file.")] = None,
     after: Annotated[str | None, typer.Option(help="Also run when this one completes.")] = None,
+    release: Annotated[
+        str | None, typer.Option(help="Release to pin (digest prefix, version or 'latest').")
+    ] = None,
 ) -> None:
     """Create or update the client's deployment of a workflow."""
     from flows.catalog import get_workflow
@@ -221,10 +235,13 @@ def activate_cmd(
     manifest = get_workflow(workflow)
     schedule = None if no_schedule else (cron or manifest.default_cron)
     data = _parse_settings(set_ or [], settings_file)
-    view = activate(_settings(), client, workflow, data, schedule, timezone, after=after)
+    view = activate(
+        _settings(), client, workflow, data, schedule, timezone, after=after, release=release
+    )
     when = f"cron '{view.cron}' ({view.timezone})" if view.cron else "no schedule"
     typer.echo(
-        f"activated {workflow}/{client} v{view.version}: {when}, deployment {view.deployment_id}"
+        f"activated {workflow}/{client} v{view.version}: {when}, release {view.release}, "
+        f"deployment {view.deployment_id}"
     )
 
 
@@ -303,10 +320,13 @@ def db_upgrade() -> None:
 
 @app.command("up")
 def up_cmd() -> None:
-    """Run the embedded platform: Prefect server, work pool, worker. Ctrl-C stops everything."""
+    """Run the embedded platform (Prefect server, workers, gateway, portal, and the demo unless
+    AGENCY_DEMO=false). Ctrl-C stops everything."""
+    from agency.settings import Settings
     from cli.stack import run_stack
 
-    raise typer.Exit(run_stack(get_settings()))
+    # the environment and defaults only: a previous stack's settings file is not carried over
+    raise typer.Exit(run_stack(Settings.without_stack_file()))
 
 
 from cli.commands.spec import spec_app  # noqa: E402 - command modules register below
@@ -348,6 +368,28 @@ _register_exporter(app)
 from cli.commands.usage import usage_app  # noqa: E402
 
 app.add_typer(usage_app, name="usage")
+
+from cli.commands.demo import demo_app  # noqa: E402
+
+app.add_typer(demo_app, name="demo")
+
+from cli.commands.docs import register as _register_docs  # noqa: E402
+
+_register_docs(app)
+
+from cli.commands.release import release_app, rollback_cmd, rollout_cmd  # noqa: E402
+
+app.add_typer(release_app, name="release")
+app.command("rollout")(rollout_cmd)
+app.command("rollback")(rollback_cmd)
+
+from cli.commands.chains import chains_app  # noqa: E402
+
+app.add_typer(chains_app, name="chains")
+
+from cli.commands.notifications import notifications_app  # noqa: E402
+
+app.add_typer(notifications_app, name="notifications")
 
 
 def main() -> None:

@@ -13,24 +13,28 @@ requires an auth string generated once into ``<home>/prefect-api-auth`` (see
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime
 
 import httpx
 from cryptography.fernet import Fernet
 
 from agency.keyfiles import secret_file
-from agency.settings import Settings, get_settings
+from agency.settings import STACK_SETTINGS_FILE, Settings, get_settings
 from cli.supervisor import Child, ChildFailed, Supervisor, interrupt_on_sigterm
 
 AUTH_FILE = "prefect-api-auth"
 #: the daily credential health check: ``credential_health/daily`` at 06:00 UTC
 HEALTH_DEPLOYMENT = "daily"
 HEALTH_CRON = "0 6 * * *"
+#: the notifications sweep (:mod:`services.notifications`): ``notifications_sweep/every-minute``
+SWEEP_DEPLOYMENT = "every-minute"
 
 
 def encryption_key(settings: Settings) -> str:
@@ -108,6 +112,40 @@ def install_health_check(settings: Settings | None = None) -> str:
     return str(deployment_id)
 
 
+def install_notifications_sweep(settings: Settings | None = None) -> str:
+    """Create or update ``notifications_sweep/every-minute`` (:mod:`services.notifications.flow`)
+    on the platform's work pool, every minute; idempotent. Returns the deployment's id."""
+    from prefect import Flow
+    from prefect.schedules import Interval
+
+    from services.notifications.flow import ENTRYPOINT
+
+    settings = settings or get_settings()
+    flow = Flow.from_source(source=str(settings.project_dir), entrypoint=ENTRYPOINT)
+    deployment_id = flow.deploy(  # type: ignore[union-attr]
+        name=SWEEP_DEPLOYMENT,
+        work_pool_name=settings.work_pool,
+        build=False,
+        push=False,
+        schedules=[Interval(60)],
+        concurrency_limit=1,  # one pass at a time; a pass that overruns delays the next
+        tags=["platform"],
+        description="Finds failed runs, waiting approvals and late runs; sends notifications.",
+        print_next_steps=False,
+        ignore_warnings=True,
+    )
+    return str(deployment_id)
+
+
+def install_platform_flows(settings: Settings | None = None) -> None:
+    """Install the platform's own deployments: the health check and the notifications sweep."""
+    install_health_check(settings)
+    install_notifications_sweep(settings)
+    from services.waits_flow import install_waits_check
+
+    install_waits_check(settings)
+
+
 def _wait_healthy(url: str, supervisor: Supervisor, timeout: float = 90) -> None:
     """Poll ``url`` until it answers 200, restarting children that die meanwhile."""
     deadline = time.monotonic() + timeout
@@ -122,18 +160,65 @@ def _wait_healthy(url: str, supervisor: Supervisor, timeout: float = 90) -> None
     raise TimeoutError(f"{url} not healthy after {timeout:.0f}s")
 
 
+def _start_demo(
+    settings: Settings,
+    env: dict[str, str],
+    supervisor: Supervisor,
+    step: Callable[[str], None],
+) -> list[str]:
+    """Wait for the demo services (:mod:`services.demo.servers`, started with the Prefect
+    server), create the demo on a fresh home (``agency demo --if-fresh``, which prints the demo
+    users' passwords once) and return the summary lines saying where to look."""
+    from services.demo import DEMO_AGENCY_EMAIL, DEMO_CLIENT_EMAIL, DemoLayout
+
+    layout = DemoLayout.of(settings)
+    _wait_healthy(f"{layout.http_url}/healthz", supervisor)
+    step(f"demo services up (mail smtp://{layout.host}:{layout.smtp_port}, {layout.http_url})")
+    created = subprocess.run(
+        [sys.executable, "-m", "cli.main", "demo", "--if-fresh"],
+        env=env,
+        cwd=settings.project_dir,
+    )
+    if created.returncode:
+        print("warning: the demo was not created (see above)", file=sys.stderr)
+    step("demo checked (AGENCY_DEMO=false skips it)")
+    return [
+        f"demo users   {DEMO_AGENCY_EMAIL} (agency), {DEMO_CLIENT_EMAIL} (client); "
+        "passwords printed above, once",
+        f"demo inbox   portal page Demo inbox (agency users), files in {layout.inbox}",
+        "demo webhook agency demo send-webhook    (runs and emails: agency demo status)",
+    ]
+
+
+def write_stack_settings(settings: Settings) -> None:
+    """Write the settings this stack runs with into ``<home>/stack-settings.json`` (0600), where
+    the ``agency`` CLI in another shell reads them (environment > that file > defaults)."""
+    path = settings.home / STACK_SETTINGS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(settings.stack_file_values(), indent=2))
+    tmp.chmod(0o600)
+    os.replace(tmp, path)
+
+
 def run_stack(settings: Settings) -> int:
     """Start the stack, print its URLs and supervise it until Ctrl-C / SIGTERM (return 0) or until
     a child keeps failing (return 1)."""
+    began = time.monotonic()
     env = stack_environment(settings)
     logs = settings.home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
+    write_stack_settings(settings)
     prefect = [sys.executable, "-m", "prefect"]
 
     def log(line: str) -> None:
         print(f"agency up: {line}", flush=True)
         with (logs / "stack.log").open("a") as out:
             out.write(f"{datetime.now().isoformat(timespec='seconds')} {line}\n")
+
+    def step(line: str) -> None:
+        """One start-up step, with the seconds since ``agency up`` began."""
+        print(f"agency up: [{time.monotonic() - began:5.1f} s] {line}", flush=True)
 
     supervisor = Supervisor(log=log)
 
@@ -150,11 +235,15 @@ def run_stack(settings: Settings) -> int:
             prefect
             + ["server", "start", "--host", settings.api_host, "--port", str(settings.api_port)],
         )
+        if settings.demo:  # mail catcher, sample API, demo model: ready long before they are used
+            start("demo-services", [sys.executable, "-m", "services.demo"])
         _wait_healthy(f"{env['PREFECT_API_URL']}/health", supervisor)
+        step("Prefect server healthy")
 
         from agency.db import upgrade
 
         upgrade(settings.platform_database_url)
+        step("platform DB migrated")
         subprocess.run(
             prefect + ["block", "register", "-m", "blocks"],
             env=env,
@@ -168,6 +257,7 @@ def run_stack(settings: Settings) -> int:
             [sys.executable, "-c", recovery], env=env, cwd=settings.project_dir
         ).returncode:
             print("warning: crash-recovery automations not installed", file=sys.stderr)
+        step("block types registered, crash-recovery automations installed")
         subprocess.run(
             prefect
             + ["work-pool", "create", settings.work_pool, "--type", "process", "--overwrite"],
@@ -175,15 +265,19 @@ def run_stack(settings: Settings) -> int:
             check=True,
             stdout=subprocess.DEVNULL,
         )
-        # the daily credential health check, run by the worker below
-        health = "from cli.stack import install_health_check as i; i()"
+        # the daily credential health check and the notifications sweep, run by the worker below
+        health = "from cli.stack import install_platform_flows as i; i()"
         if subprocess.run(
             [sys.executable, "-c", health],
             env=env,
             cwd=settings.project_dir,
             stdout=subprocess.DEVNULL,
         ).returncode:
-            print("warning: the daily credential health check not installed", file=sys.stderr)
+            print(
+                "warning: the credential health check or notifications sweep not installed",
+                file=sys.stderr,
+            )
+        step(f"work pool {settings.work_pool} and the daily credential health check ready")
         start(
             "worker",
             prefect + ["worker", "start", "--pool", settings.work_pool, "--type", "process"],
@@ -199,10 +293,14 @@ def run_stack(settings: Settings) -> int:
             [sys.executable, "-m", "cli.main", "gateway"]
             + ["--host", settings.gateway_host, "--port", str(settings.gateway_port)],
         )
+        step("workers started")
         _wait_healthy(f"http://{settings.gateway_host}:{settings.gateway_port}/healthz", supervisor)
+        step(f"gateway healthy on {settings.gateway_url}")
         from cli.commands.portal import portal_url, streamlit_command
 
         start("portal", streamlit_command(settings))
+        step(f"portal started on {portal_url(settings)}")
+        demo_lines = _start_demo(settings, env, supervisor, step) if settings.demo else []
         ui = env["PREFECT_API_URL"].removesuffix("/api")
         print(
             "\nagency platform is up (embedded default)\n"
@@ -216,6 +314,8 @@ def run_stack(settings: Settings) -> int:
             f"  webhooks     {settings.gateway_url}/hooks/<client>/<workflow> (API docs /docs)\n"
             f"  health check credential_health/{HEALTH_DEPLOYMENT} daily at 06:00 UTC "
             "(agency connections check: now)\n"
+            + "".join(f"  {line}\n" for line in demo_lines)
+            + f"started in {time.monotonic() - began:.0f} s. "
             "A process that dies is restarted (see logs/stack.log). Press Ctrl-C to stop.",
             flush=True,
         )

@@ -33,6 +33,7 @@ class DeploymentPlan:
     cron: str | None
     timezone: str
     webhook: bool = False  # a webhook starts it: runs go to the webhook (prefork) pool
+    release: str | None = None  # digest of the pinned release; None: the project directory
 
     @property
     def deployment_name(self) -> str:
@@ -52,6 +53,7 @@ def plan(
     timezone: str,
     *,
     webhook: bool = False,
+    release: str | None = None,
 ) -> DeploymentPlan:
     """Validate everything an activation needs, touching nothing; raise ``InputInvalid``."""
     check_slug(client, "client slug")
@@ -68,6 +70,7 @@ def plan(
         cron=cron,
         timezone=timezone,
         webhook=webhook,
+        release=release,
     )
 
 
@@ -95,10 +98,23 @@ def activate(
 def apply(
     deployment: DeploymentPlan, *, paused: bool = False, app_settings: Settings | None = None
 ) -> UUID:
-    """Apply a validated plan to Prefect (upsert by name)."""
+    """Apply a validated plan to Prefect (upsert by name).
+
+    A plan pinned to a release deploys from the release store: the deployment's pull steps
+    fetch and enter the release, and its ``PYTHONPATH`` puts the release's packages first, so
+    the run imports the release's code, never the working tree's.
+    """
     app_settings = app_settings or get_settings()
     manifest = get_workflow(deployment.workflow)
-    flow = Flow.from_source(source=str(app_settings.project_dir), entrypoint=manifest.entrypoint)
+    job_variables: dict[str, Any] = {}
+    source = str(app_settings.project_dir)
+    if deployment.release is not None:
+        from deployments.releases.store import release_store
+
+        store = release_store(app_settings)
+        source = str(store.local_path(deployment.release))
+        job_variables = store.job_variables(deployment.release)
+    flow = Flow.from_source(source=source, entrypoint=manifest.entrypoint)
     schedules = [Cron(deployment.cron, timezone=deployment.timezone)] if deployment.cron else []
     deployment_id = flow.deploy(  # type: ignore[union-attr]
         name=deployment.client,
@@ -113,7 +129,16 @@ def apply(
         description=f"{manifest.title} for client '{deployment.client}'.",
         print_next_steps=False,
         ignore_warnings=True,
+        job_variables=job_variables or None,
     )
+    if deployment.release is not None:
+        from prefect.client.schemas.actions import DeploymentUpdate
+
+        with get_client(sync_client=True) as api:
+            api.update_deployment(
+                UUID(str(deployment_id)),
+                DeploymentUpdate(pull_steps=store.pull_steps(deployment.release)),
+            )
     return UUID(str(deployment_id))
 
 

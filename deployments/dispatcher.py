@@ -8,7 +8,8 @@ run, a dispatcher killed between creating a run and recording it creates no seco
 delivery's lease runs out and it is tried again. When Prefect is unreachable or answers 5xx, the
 delivery stays pending and is retried with exponential backoff; nothing is dropped.
 
-Deliveries of a batch activation are first grouped into batches (``deployments.webhooks.batches``)
+Deliveries of a batch activation (or of an adaptive one that fell behind, see
+``deployments.webhooks.adaptive``) are first grouped into batches (``deployments.webhooks.batches``)
 and each batch becomes one run with ``events=[...]``, the batch id as idempotency key and the tag
 ``batch:<id>``. Every ``settle_seconds`` the dispatcher also fails, with the reason, the events
 of batch runs that ended without recording their outcomes (``deployments.settlement``).
@@ -37,6 +38,7 @@ from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from agency.db import session_scope, utcnow
 from agency.db.outcomes import BATCH_TAG_PREFIX
 from deployments.settlement import settle_ended_batches
+from deployments.webhooks.adaptive import decide
 from deployments.webhooks.batches import (
     BatchConflict,
     ClaimedBatch,
@@ -52,6 +54,8 @@ from deployments.webhooks.outbox import Claimed, claim_due, mark_dispatched, mar
 logger = logging.getLogger("agency.dispatcher")
 
 EVENT_NAME = "agency.webhook.received"
+#: on every run the dispatcher creates: the portal shows "webhook" as the run's trigger
+WEBHOOK_TAG = "trigger:webhook"
 
 
 @dataclass(frozen=True)
@@ -142,6 +146,7 @@ class Dispatcher:
     def _form(self) -> None:
         try:
             with session_scope(self.database_url) as session:
+                decide(session)
                 form_batches(session)
         except BatchConflict:
             logger.debug("another dispatcher grouped the same deliveries; trying again")
@@ -191,7 +196,7 @@ class Dispatcher:
                 UUID(job.deployment_id),
                 parameters=job.parameters,
                 idempotency_key=job.key,
-                tags=job.tags or None,
+                tags=[WEBHOOK_TAG, *job.tags],
             )
         except ObjectNotFound:
             return Outcome(job, error="The activation's deployment no longer exists.")
@@ -210,6 +215,8 @@ class Dispatcher:
             )
         run_id = str(run.id)
         self.metrics.runs_created.inc()
+        events = len(job.parameters["events"]) if job.batch else 1
+        self.metrics.events_dispatched.labels("batch" if job.batch else "single").inc(events)
         self.metrics.dispatch_latency.observe(
             max(0.0, (utcnow() - job.received_at).total_seconds())
         )

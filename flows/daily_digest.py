@@ -19,6 +19,7 @@ from flows.manifest import (
     CredentialRequirement,
     WorkflowManifest,
 )
+from flows.outline import Outline, OutlineStep, chain
 from nodes import HttpRequestInput, LlmInput, SendEmailInput, http_request, llm, send_email
 
 MAX_SOURCE_CHARS = 12_000  # keeps the prompt well inside small models' context windows
@@ -89,6 +90,14 @@ MANIFEST = WorkflowManifest(
     triggers=("cron", "manual"),
     default_cron="0 7 * * *",
     agency_fields=("instructions", "model"),
+    outline=Outline(
+        steps=(
+            OutlineStep(id="fetch", title="Fetch your data", task="http_request"),
+            OutlineStep(id="summarise", title="Summarise it with AI", task="llm"),
+            OutlineStep(id="email", title="Email the digest", task="send_email"),
+        ),
+        edges=chain("fetch", "summarise", "email"),
+    ),
 )
 
 TEXT_TEMPLATE = "{{ summary }}\n\n--\nSent by your daily digest ({{ source }})."

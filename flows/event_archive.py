@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from agency.errors import PermanentNodeError
 from flows.batch import each_event, record_outcomes
 from flows.manifest import CredentialRequirement, WorkflowManifest
+from flows.outline import Outline, OutlineStep, chain
 from nodes._expr import check_query, query
 from nodes.store_file import StoreFileInput, store_file
 from nodes.transform import TransformInput, transform
@@ -70,6 +71,13 @@ MANIFEST = WorkflowManifest(
     triggers=("webhook", "manual"),
     accepts_batches=True,
     agency_fields=("expression",),
+    outline=Outline(
+        steps=(
+            OutlineStep(id="pick", title="Pick what matters", task="transform"),
+            OutlineStep(id="store", title="Store it as a file", task="store_file"),
+        ),
+        edges=chain("pick", "store"),
+    ),
 )
 
 

@@ -1,7 +1,8 @@
 """``lead_intake`` (webhook): enrich a lead over HTTP, score it with an LLM, route it.
 
 Hot leads (score >= threshold) are announced in Slack and inserted into the client's
-PostgreSQL; cold leads are written as one JSON line to the client's file storage.
+PostgreSQL; cold leads are written as one JSON line to the client's file storage. A batch
+run (``events``, from an adaptive or batch webhook) handles each lead on its own.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from prefect import flow, get_run_logger
 from pydantic import BaseModel, ConfigDict, Field
 
 from flows._common import WebUrl, table_field
+from flows.batch import each_event, record_outcomes
 from flows.manifest import CredentialRequirement, WorkflowManifest
+from flows.outline import Outline, OutlineEdge, OutlineStep, chain
 from nodes import HttpRequestInput, LlmInput, http_request, llm
 from nodes.db_query import DbQueryInput, db_query
 from nodes.notify import NotifyInput, notify
@@ -106,16 +109,59 @@ MANIFEST = WorkflowManifest(
     ),
     triggers=("webhook", "manual"),
     event_model=LeadEvent,
+    accepts_batches=True,
     agency_fields=("scoring_instructions", "leads_table"),
+    outline=Outline(
+        steps=(
+            OutlineStep(id="enrich", title="Enrich the lead", task="http_request"),
+            OutlineStep(id="score", title="Score it with AI", task="llm"),
+            OutlineStep(id="route", title="Hot or cold?", task="route"),
+            OutlineStep(id="announce", title="Announce it in Slack", task="notify"),
+            OutlineStep(id="save", title="Save it to your database", task="db_query"),
+            OutlineStep(id="keep", title="Keep it on file", task="store_file"),
+        ),
+        edges=(
+            *chain("enrich", "score", "route"),
+            OutlineEdge(source="route", to="announce", label="hot"),
+            OutlineEdge(source="announce", to="save"),
+            OutlineEdge(source="route", to="keep", label="cold"),
+        ),
+    ),
 )
 
 
 @flow(name="lead_intake", log_prints=True)
 def lead_intake(
-    client: str, settings: LeadIntakeSettings, event: dict[str, Any] | None = None
+    client: str,
+    settings: LeadIntakeSettings,
+    event: dict[str, Any] | None = None,
+    events: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Process one lead (the webhook ``event``); return the score and the branch taken."""
-    lead = LeadEvent.model_validate(event or {})
+    """Process one lead (the webhook ``event``) and return its score and branch; or a batch of
+    ``events``, each lead on its own (a bad one fails alone), and return the counts."""
+    if events is None:
+        return _one_lead(client, settings, event or {})
+    results = each_event(events, lambda one: _one_lead(client, settings, one))
+    record_outcomes(results)
+    hot = sum(1 for value in results.done if value["branch"] == "hot")
+    get_run_logger().info(
+        "%d leads: %d hot, %d cold, %d failed",
+        len(events),
+        hot,
+        len(results.done) - hot,
+        results.failed,
+    )
+    return {
+        "events": len(events),
+        "hot": hot,
+        "cold": len(results.done) - hot,
+        "failed": results.failed,
+    }
+
+
+def _one_lead(client: str, settings: LeadIntakeSettings, event: dict[str, Any]) -> dict[str, Any]:
+    """Enrich, score and route one lead; the score and the branch taken."""
+    lead = LeadEvent.model_validate(event)
     logger = get_run_logger()
     enriched = http_request(
         HttpRequestInput(

@@ -14,6 +14,7 @@ from pydantic import (
 )
 
 from agency.errors import InputInvalid
+from flows.outline import Outline
 
 Trigger = Literal["cron", "webhook", "manual"]
 
@@ -98,6 +99,10 @@ class WorkflowManifest(BaseModel):
         default=(),
         description="Settings the agency decides (model, prompts, limits): hidden from the "
         "client's form, where their defaults or the agency's values apply.",
+    )
+    outline: Outline | None = Field(
+        default=None,
+        description="The workflow's steps and edges, drawn in the portal (specs: from the spec).",
     )
 
     @model_validator(mode="after")

@@ -18,10 +18,21 @@ from flows.manifest import (
     CredentialRequirement,
     WorkflowManifest,
 )
+from flows.outline import Outline, OutlineEdge, OutlineStep, chain
 from nodes import HttpRequestInput, LlmInput, SendEmailInput, http_request, llm, send_email
+from nodes._resume import resumable
 from nodes.approve import ApproveInput, approve
 
 MAX_SOURCE_CHARS = 12_000
+
+# the approval suspends the run; resumed, it runs from the top and these return their persisted
+# results (the same draft, no second fetch or LLM call) instead of running again
+fetch_source, draft_text, ask_client, send = (
+    resumable(http_request),
+    resumable(llm),
+    resumable(approve),
+    resumable(send_email),
+)
 
 
 class NewsletterSettings(BaseModel):
@@ -98,6 +109,18 @@ MANIFEST = WorkflowManifest(
     triggers=("cron", "manual"),
     default_cron="0 9 * * 1",
     agency_fields=("approval_poll_seconds",),
+    outline=Outline(
+        steps=(
+            OutlineStep(id="fetch", title="Read your news page", task="http_request"),
+            OutlineStep(id="draft", title="Draft the newsletter with AI", task="llm"),
+            OutlineStep(id="approve", title="Wait for your approval", task="approve"),
+            OutlineStep(id="send", title="Send the newsletter", task="send_email"),
+        ),
+        edges=(
+            *chain("fetch", "draft", "approve"),
+            OutlineEdge(source="approve", to="send", label="if approved"),
+        ),
+    ),
 )
 
 
@@ -105,13 +128,13 @@ MANIFEST = WorkflowManifest(
 def newsletter_approval(client: str, settings: NewsletterSettings) -> dict[str, Any]:
     """Draft, ask for approval, then send or record; return the decision."""
     logger = get_run_logger()
-    source = http_request(
+    source = fetch_source(
         HttpRequestInput(
             client=client, url=settings.source_url, credential=settings.source_credential
         )
     )
     material = source.body if isinstance(source.body, str) else json.dumps(source.body, indent=1)
-    draft = llm(
+    draft = draft_text(
         LlmInput(
             client=client,
             credential=settings.openai_credential,
@@ -120,7 +143,7 @@ def newsletter_approval(client: str, settings: NewsletterSettings) -> dict[str, 
             + material[:MAX_SOURCE_CHARS],
         )
     ).text
-    answer = approve(
+    answer = ask_client(
         ApproveInput(
             client=client,
             message=f"Send the newsletter '{settings.subject}' to "
@@ -139,7 +162,7 @@ def newsletter_approval(client: str, settings: NewsletterSettings) -> dict[str, 
         "sent": False,
     }
     if answer.approved:
-        send_email(
+        send(
             SendEmailInput(
                 client=client,
                 credential=settings.smtp_credential,

@@ -19,6 +19,7 @@ from flows.manifest import (
     CredentialRequirement,
     WorkflowManifest,
 )
+from flows.outline import Outline, OutlineEdge, OutlineStep, chain
 from nodes import (
     HttpRequestInput,
     LlmInput,
@@ -124,6 +125,21 @@ MANIFEST = WorkflowManifest(
     triggers=("cron", "manual", "webhook"),
     default_cron="0 8 * * 1",
     agency_fields=("review_selector", "review_field", "max_reviews", "concurrency"),
+    outline=Outline(
+        steps=(
+            OutlineStep(id="read_page", title="Read the reviews page", task="scrape"),
+            OutlineStep(id="fetch", title="Fetch the reviews", task="http_request"),
+            OutlineStep(id="classify", title="Classify each review with AI", task="sentiment"),
+            OutlineStep(id="insights", title="Find the key insights", task="aggregate"),
+            OutlineStep(id="store", title="Save the report", task="store_file"),
+            OutlineStep(id="email", title="Email the report", task="send_email"),
+        ),
+        edges=(
+            OutlineEdge(source="read_page", to="classify", label="web page"),
+            OutlineEdge(source="fetch", to="classify", label="API"),
+            *chain("classify", "insights", "store", "email"),
+        ),
+    ),
 )
 
 

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from agency.settings import PROJECT_DIR, Settings, get_settings
 from flows.manifest import CredentialRequirement, WorkflowManifest
+from flows.outline import spec_outline
 from flows.spec.model import WorkflowSpec
 from flows.spec_runner import build_flow, load_spec
 
@@ -86,6 +87,8 @@ def manifest_for(spec: WorkflowSpec) -> WorkflowManifest:
         triggers=tuple(t for t in spec.triggers if t in ("cron", "webhook", "manual"))
         or ("manual",),
         default_cron=spec.default_cron,
+        accepts_batches="webhook" in spec.triggers,
+        outline=spec_outline(spec),
     )
 
 

@@ -2,7 +2,9 @@
 
 - :func:`load_spec` parses and validates a file (``SpecInvalid`` lists every problem).
 - :func:`build_flow` turns a spec into a Prefect flow named by the spec, with parameters
-  ``client``, ``settings`` and ``event`` (a webhook payload); inputs = settings + event.
+  ``client``, ``settings`` and ``event`` (a webhook payload); inputs = settings + event. A batch
+  run gets ``events`` instead: each event goes through the DAG on its own (one fails alone) and
+  its outcome is recorded against its delivery.
 - :data:`run_spec` runs any spec passed as a parameter (``agency spec run``).
 """
 
@@ -15,6 +17,7 @@ import jsonschema
 from prefect import Flow, flow
 
 from agency.errors import SpecInvalid
+from flows.batch import each_event, record_outcomes
 from flows.spec.engine import SpecRun
 from flows.spec.model import WorkflowSpec, parse_spec, read_spec_text, spec_to_dict
 from flows.spec.validate import check_text, ensure_valid, ensure_valid_text
@@ -45,10 +48,15 @@ def check_inputs(spec: WorkflowSpec, inputs: dict[str, Any]) -> None:
         )
 
 
-def execute_spec(spec: WorkflowSpec, client: str, inputs: dict[str, Any]) -> dict[str, Any]:
-    """Run ``spec`` inside the current flow run; return each node's status and output."""
+def execute_spec(
+    spec: WorkflowSpec, client: str, inputs: dict[str, Any], scope: str = ""
+) -> dict[str, Any]:
+    """Run ``spec`` inside the current flow run; return each node's status and output.
+
+    ``scope`` names the run's nodes apart when one flow run executes the spec several times
+    (one event of a batch each: ``e0.``, ``e1.`` ...)."""
     check_inputs(spec, inputs)
-    return SpecRun(spec, client, inputs).execute()
+    return SpecRun(spec, client, inputs, scope).execute()
 
 
 def build_flow(spec: WorkflowSpec) -> Flow[..., dict[str, Any]]:
@@ -56,9 +64,21 @@ def build_flow(spec: WorkflowSpec) -> Flow[..., dict[str, Any]]:
     ensure_valid(spec, source=spec.name)
 
     def run(
-        client: str, settings: dict[str, Any] | None = None, event: dict[str, Any] | None = None
+        client: str,
+        settings: dict[str, Any] | None = None,
+        event: dict[str, Any] | None = None,
+        events: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
-        return execute_spec(spec, client, {**(settings or {}), **(event or {})})
+        base = settings or {}
+        if events is None:
+            return execute_spec(spec, client, {**base, **(event or {})})
+        # a batch (adaptive or batch webhook): each event through the DAG on its own
+        place = iter(range(len(events)))
+        results = each_event(
+            events, lambda one: execute_spec(spec, client, {**base, **one}, f"e{next(place)}.")
+        )
+        record_outcomes(results)
+        return {"events": len(events), "failed": results.failed, "results": results.values}
 
     run.__doc__ = spec.description or f"Workflow spec {spec.name} v{spec.version}."
     return flow(run, name=spec.name, version=spec.version, retries=spec.retries, log_prints=True)

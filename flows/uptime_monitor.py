@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from flows._common import WebUrl, table_field
 from flows.manifest import CredentialRequirement, WorkflowManifest
+from flows.outline import Outline, OutlineEdge, OutlineStep
 from nodes import HttpRequestInput, http_request
 from nodes.db_query import DbQueryInput, db_query
 from nodes.notify import NotifyInput, notify
@@ -68,6 +69,18 @@ MANIFEST = WorkflowManifest(
     triggers=("cron", "manual"),
     default_cron="*/5 * * * *",
     agency_fields=("status_table",),
+    outline=Outline(
+        steps=(
+            OutlineStep(id="check", title="Check each site", task="http_request"),
+            OutlineStep(id="alert", title="Alert Slack", task="notify"),
+            OutlineStep(id="history", title="Record the checks", task="db_query"),
+        ),
+        edges=(
+            OutlineEdge(source="check", to="alert", label="if a site is down"),
+            OutlineEdge(source="check", to="history"),
+            OutlineEdge(source="alert", to="history"),
+        ),
+    ),
 )
 
 COLUMNS = (

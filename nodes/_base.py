@@ -31,7 +31,7 @@ from prefect.client.schemas.objects import State, TaskRun
 from prefect.tasks import exponential_backoff
 from pydantic import BaseModel, ConfigDict, Field
 
-from agency.egress import EgressRefused
+from agency.egress import EgressRefused, client_scope
 from agency.errors import PermanentNodeError, SecretStoreUnavailable, TransientNodeError
 from blocks import CredentialModel, load_credential
 from blocks.kinds import OAUTH_KINDS
@@ -110,7 +110,8 @@ def node_task(
         @wraps(fn)
         def audited(params: InputT) -> OutputT:
             try:
-                return fn(params)
+                with client_scope(params.client):  # the client's own egress allowances apply
+                    return fn(params)
             except EgressRefused as exc:
                 _audit_refusal(params.client, exc)
                 raise

@@ -71,6 +71,7 @@ elif who.must_change_password:
 else:
     account = [
         _page("account/password.py", "Change password", "password"),
+        _page("account/notifications.py", "Notifications", "notifications"),
         _page("account/sign_out.py", "Sign out", "logout"),
     ]
     if who.is_agency:
@@ -81,6 +82,8 @@ else:
                 _page("agency/runs.py", "All runs", "monitoring"),
                 _page("agency/costs.py", "Costs", "payments"),
                 _page("agency/apps.py", "Account connections", "link"),
+                _page("agency/releases.py", "Releases", "deployed_code"),
+                _page("agency/inbox.py", "Demo inbox", "inbox"),
             ],
             "Client workspace": _client_pages(default=False),
             "Account": account,

@@ -6,19 +6,21 @@ history and the audit log) in one transaction: if Prefect refuses, nothing is re
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
-from uuid import UUID
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 import deployments
 from agency.db import Activation, ActivationVersion, Client, WebhookEndpoint, session_scope
+from agency.db.models import Release
 from agency.errors import NotFound
 from agency.settings import Settings
 from services.audit import audit
+from services.chains import drop_chains_of, record_chain
 from services.clients import get_client_record
+from services.releases import check_settings, release_for_activation
 from services.scoping import client_session
 
 
@@ -35,6 +37,7 @@ class ActivationView:
     workflow_version: str | None
     deployment_id: str | None
     settings: dict[str, Any]
+    release: str | None = None  # short digest of the pinned release
 
 
 def _view(client: Client, act: Activation) -> ActivationView:
@@ -48,7 +51,16 @@ def _view(client: Client, act: Activation) -> ActivationView:
         act.workflow_version,
         act.deployment_id,
         dict(act.settings),
+        _release_short(act),
     )
+
+
+def _release_short(act: Activation) -> str | None:
+    session = object_session(act)
+    if act.release_id is None or session is None:
+        return None
+    digest = session.scalar(select(Release.digest).where(Release.id == act.release_id))
+    return digest[:12] if digest else None
 
 
 def _find(session: Session, client: Client, workflow: str) -> Activation | None:
@@ -75,12 +87,15 @@ def activate(
     *,
     actor: str = "cli",
     after: str | None = None,
+    release: str | None = None,
 ) -> ActivationView:
     """Create or update the client's deployment and record a new activation version.
 
     ``timezone`` defaults to the client's own. ``after`` chains the activation: it also runs
-    when the client's own activation of that workflow completes. Invalid input raises before
-    anything is written.
+    when the client's own activation of that workflow completes. ``release`` (a digest prefix,
+    a version or ``latest``) pins the code the client runs; without it the activation keeps its
+    release, or pins the workflow's newest one (made from the files on disk if there is none).
+    Invalid input raises before anything is written.
     """
     with client_session(settings, client) as session:
         record = get_client_record(session, client)
@@ -98,20 +113,26 @@ def activate(
             timezone or record.timezone,
             webhook=act is not None and _has_webhook(session, act),
         )
+        pinned = release_for_activation(
+            settings, session, workflow, release, act.release_id if act is not None else None
+        )
+        plan = replace(
+            plan,
+            settings=check_settings(settings, pinned, plan.settings, client),
+            release=pinned.digest,
+            workflow_version=pinned.workflow_version,
+        )
         if act is None:
             act = Activation(client_id=record.id, workflow=workflow, version=0)
             session.add(act)
         act.version += 1
         act.settings, act.cron, act.timezone = plan.settings, plan.cron, plan.timezone
         act.status, act.workflow_version = "active", plan.workflow_version
+        act.release_id = pinned.id
         session.flush()
         act.deployment_id = str(deployments.apply(plan, app_settings=settings))
-        if upstream is not None and after is not None:
-            from deployments.chaining import chain
-
-            chain(
-                client, after, UUID(str(upstream.deployment_id)), workflow, UUID(act.deployment_id)
-            )
+        if upstream is not None:
+            record_chain(session, record, upstream, act, actor=actor)
         session.add(
             ActivationVersion(
                 activation_id=act.id,
@@ -120,6 +141,7 @@ def activate(
                 cron=plan.cron,
                 timezone=plan.timezone,
                 workflow_version=plan.workflow_version,
+                release_id=pinned.id,
                 status="active",
                 created_by=actor,
             )
@@ -130,7 +152,12 @@ def activate(
             action="activation.activate",
             target=workflow,
             client_id=record.id,
-            detail={"version": act.version, "cron": plan.cron, "timezone": plan.timezone},
+            detail={
+                "version": act.version,
+                "cron": plan.cron,
+                "timezone": plan.timezone,
+                "release": pinned.digest[:12],
+            },
         )
         session.flush()
         return _view(record, act)
@@ -149,6 +176,7 @@ def _change_status(
         elif status == "active":
             deployments.resume(workflow, client)
         else:
+            drop_chains_of(session, record, workflow, actor=actor)
             deployments.deactivate(workflow, client)
             act.deployment_id = None
         act.status = status  # type: ignore[assignment]

@@ -5,13 +5,17 @@ writes its request as the flow run input ``agency-approval-<pause key>``. Listin
 runs tagged ``client:<client>`` from the Prefect API; answering checks the run is the client's,
 audits ``approval.answer`` and resumes the run with an ``ApprovalAnswer`` (``POST
 /flow_runs/<id>/resume`` with ``run_input``), which Prefect validates against the stored schema.
+A suspended run (a deployed one) is then scheduled again and continues on any worker.
+``expire_approvals`` (the scheduled check of :mod:`services.waits_flow`) answers every request
+past its deadline with ``timed_out``, so the node's ``on_timeout`` policy applies with no process
+waiting for it.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 from uuid import UUID
 
@@ -26,14 +30,16 @@ from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.exceptions import FlowPauseTimeout, NotPausedError, ObjectNotFound
 from prefect.flow_runs import resume_flow_run
 
+from agency.db import session_scope
 from agency.errors import InputInvalid, NotFound
 from agency.settings import Settings
+from nodes._resume import read_run_input
 from nodes.approve import DETAILS_KEY_PREFIX, ApprovalAnswer
 from services.audit import audit
 from services.clients import get_client_record
 from services.scoping import client_session
 
-__all__ = ["ApprovalView", "answer_approval", "list_pending_approvals"]
+__all__ = ["ApprovalView", "answer_approval", "expire_approvals", "list_pending_approvals"]
 
 
 @dataclass(frozen=True)
@@ -56,11 +62,8 @@ def _details(api: Any, run: FlowRun) -> dict[str, Any] | None:
     state = run.state
     if state is None or not state.is_paused() or not state.state_details.run_input_keyset:
         return None
-    try:
-        raw = api.read_flow_run_input(
-            run.id, DETAILS_KEY_PREFIX + str(state.state_details.pause_key)
-        )
-    except ObjectNotFound:
+    raw = read_run_input(api, run.id, DETAILS_KEY_PREFIX + str(state.state_details.pause_key))
+    if raw is None:
         return None  # paused by something other than the approve node
     details = json.loads(raw)
     return details if isinstance(details, dict) else None
@@ -77,8 +80,16 @@ def _view(run: FlowRun, details: dict[str, Any]) -> ApprovalView:
         choices=list(details.get("choices") or []),
         data=dict(details.get("data") or {}),
         requested_at=run.state.timestamp,
-        expires_at=run.state.state_details.pause_timeout,
+        expires_at=_deadline(run, details),
     )
+
+
+def _deadline(run: FlowRun, details: dict[str, Any]) -> datetime | None:
+    """The request's own deadline (Prefect's pause timeout is a later backstop)."""
+    if details.get("expires_at"):
+        return datetime.fromisoformat(str(details["expires_at"]))
+    assert run.state is not None
+    return run.state.state_details.pause_timeout
 
 
 def list_pending_approvals(settings: Settings, client: str) -> list[ApprovalView]:
@@ -179,3 +190,66 @@ def answer_approval(
                 "answered_text": answer.text is not None,
             },
         )
+
+
+def _paused_runs(api: Any) -> list[FlowRun]:
+    runs: list[FlowRun] = []
+    paused = FlowRunFilter(
+        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))
+    )
+    while True:
+        page = api.read_flow_runs(flow_run_filter=paused, limit=200, offset=len(runs))
+        runs.extend(page)
+        if len(page) < 200:
+            return runs
+
+
+def expire_approvals(settings: Settings, *, now: datetime | None = None) -> int:
+    """Answer every approval request past its deadline with ``timed_out``; return how many.
+
+    The resumed run applies the request's ``on_timeout`` policy at its approve node. Each
+    expiry is audited (``approval.timeout``) for the run's client.
+    """
+    now = now or datetime.now(UTC)
+    expired: list[tuple[FlowRun, dict[str, Any]]] = []
+    with get_client(sync_client=True) as api:
+        for run in _paused_runs(api):
+            details = _details(api, run)
+            if details is None:
+                continue
+            deadline = _deadline(run, details)
+            if deadline is not None and deadline <= now:
+                expired.append((run, details))
+    answered = 0
+    for run, details in expired:
+        try:
+            resume_flow_run(
+                run.id,
+                run_input=ApprovalAnswer(timed_out=True, reviewer="timeout").model_dump(
+                    mode="json"
+                ),
+            )
+        except (FlowPauseTimeout, NotPausedError, RuntimeError):
+            continue  # answered meanwhile, or Prefect's own backstop failed it
+        answered += 1
+        client = next((t.split(":", 1)[1] for t in run.tags if t.startswith("client:")), None)
+        if client is None:
+            continue
+        with session_scope(settings.platform_database_url) as session:
+            try:
+                record = get_client_record(session, client)
+            except NotFound:
+                continue
+            audit(
+                session,
+                actor="timeout",
+                action="approval.timeout",
+                target=str(run.id),
+                client_id=record.id,
+                detail={
+                    "workflow": details.get("workflow"),
+                    "node": details.get("node"),
+                    "on_timeout": details.get("on_timeout"),
+                },
+            )
+    return answered

@@ -19,10 +19,12 @@ connection answers ``invalid_grant`` or refuses the token on a later check.
 
 Results are recorded with :func:`agency.db.record_health` (``checked_at`` now). Then each client
 with broken credentials (``failing`` / ``needs_reconnect``) not yet notified for this breakage
-(``notified_at`` unset) gets **one** email to its users and contact addresses, and the agency one
-email (its staff users and ``AGENCY_NOTIFY_AGENCY_EMAILS``), listing those credentials, since
-when, and what to do; then ``notified_at`` is set. A credential still broken the next day is not
-notified again; a repaired one clears ``notified_at`` (``record_health``), so a new breakage is.
+(``notified_at`` unset) gets **one** ``credential_broken`` notification
+(:func:`services.notifications.notify`: its users and contact addresses, and the agency's staff,
+``AGENCY_NOTIFY_AGENCY_EMAILS`` and Slack, minus those who switched the kind off), listing those
+credentials, since when, and what to do; then ``notified_at`` is set. A credential still
+broken the next day is not notified again; a repaired one clears ``notified_at``
+(``record_health``), so a new breakage is.
 
 Checks run in a small thread pool. On PostgreSQL each refresh locks only its own credential's
 row; on SQLite (the embedded stack) the refresh lock is the database's write lock, so refreshes
@@ -43,7 +45,7 @@ import httpx
 from prefect.client.orchestration import get_client
 from sqlalchemy import select
 
-from agency.db import Client, CredentialStatus, User, record_health, session_scope, utcnow
+from agency.db import Client, CredentialStatus, record_health, session_scope, utcnow
 from agency.errors import AgencyError, CredentialInvalid, CredentialMissing, TransientNodeError
 from agency.settings import Settings, get_settings
 from blocks.client_credential import ClientCredential
@@ -60,7 +62,8 @@ from blocks.oauth import (
 )
 from services.clients import get_client_record
 from services.connection_tests import TESTABLE_KINDS, check_credential
-from services.notifier import Notice, NoticeFailed, send_notice
+from services.notifications.delivery import Incident, notify
+from services.notifier import NoticeFailed
 from services.scoping import client_session
 
 logger = logging.getLogger("agency.health")
@@ -399,32 +402,36 @@ def _notify(
         ]
         if not rows:
             return
-        people = list(session.scalars(select(User.email).where(User.client_id == record.id)))
-        staff = list(session.scalars(select(User.email).where(User.client_id.is_(None))))
-        name, contacts, client_id = record.name, list(record.contact_emails or []), record.id
+        name = record.name
         rows.sort(key=lambda r: (r.kind, r.name))
         listed = "\n\n".join(_describe(r) for r in rows)
         for_agency = "\n\n".join(_describe(r, agency=True) for r in rows)
         refs = [f"{r.kind}/{r.name}" for r in rows]
+        # one incident per breakage: a repaired and again broken credential has a new start
+        subject = (
+            slug
+            + ":"
+            + ",".join(
+                f"{r.kind}/{r.name}@{(r.failing_since or utcnow()):%Y%m%dT%H%M%S}" for r in rows
+            )
+        )
     portal = settings.portal_base_url
     count = "A connection" if len(rows) == 1 else f"{len(rows)} connections"
-    client_notice = Notice.of(
-        people + contacts,
-        f"Action needed: {count.lower()} your workflows use stopped working",
-        f"Hello,\n\n{count} that your workflows use stopped working:\n\n{listed}\n\n"
+    incident = Incident(
+        kind="credential_broken",
+        subject=subject,
+        client=slug,
+        client_title=f"Action needed: {count.lower()} your workflows use stopped working",
+        client_body=f"Hello,\n\n{count} that your workflows use stopped working:\n\n{listed}\n\n"
         f"Portal: {portal}\n\nWorkflows that use it fail until it is fixed. This email is sent "
         "once per breakage.\n",
-    )
-    agency_notice = Notice.of(
-        staff + settings.notify_agency_emails,
-        f"[{slug}] {', '.join(refs)} broken for client {name}",
-        f"Client {name} ({slug}) has {len(rows)} broken credential(s):\n\n{for_agency}\n\n"
-        f"The client's people ({len(client_notice.to)} address(es)) were emailed. "
+        agency_title=f"[{slug}] {', '.join(refs)} broken for client {name}",
+        agency_body=f"Client {name} ({slug}) has {len(rows)} broken credential(s):\n\n"
+        f"{for_agency}\n\nThe client's people were emailed too. "
         f"See: agency connections list --client {slug}\n",
     )
-    try:
-        for notice in (client_notice, agency_notice):
-            send_notice(settings, notice, client_id=client_id, target=f"credentials/{slug}")
+    try:  # through the notifications machinery: preferences, one message per incident, digest
+        notify(settings, incident)
     except NoticeFailed as exc:
         logger.warning("credential notice for %s not sent: %s", slug, exc)
         report.notice_errors.append(str(exc))

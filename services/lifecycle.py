@@ -38,6 +38,7 @@ from agency.db import (
     session_scope,
     utcnow,
 )
+from agency.db.models import Chain
 from agency.errors import InputInvalid, NotFound
 from agency.settings import Settings
 from deployments.chaining import unchain_client
@@ -123,6 +124,7 @@ def _export(settings: Settings, slug: str) -> dict[str, Any]:
             ),
             "webhooks": _rows(session, WebhookEndpoint, WebhookEndpoint.activation_id.in_(acts)),
             "api_keys": _rows(session, ApiKey, ApiKey.client_id == record.id),
+            "chains": _rows(session, Chain, Chain.client_id == record.id),
             "llm_usage": _rows(session, LlmUsage, LlmUsage.client == slug),
             "audit_log": _rows(session, AuditLog, AuditLog.client_id == record.id),
         }
@@ -184,6 +186,7 @@ def offboard_client(
         session.execute(delete(WebhookBatch).where(WebhookBatch.activation_id.in_(acts)))
         session.execute(delete(WebhookEndpoint).where(WebhookEndpoint.activation_id.in_(acts)))
         session.execute(delete(ActivationVersion).where(ActivationVersion.activation_id.in_(acts)))
+        session.execute(delete(Chain).where(Chain.client_id == record.id))
         session.execute(delete(Activation).where(Activation.client_id == record.id))
         session.execute(delete(ApiKey).where(ApiKey.client_id == record.id))
         session.execute(delete(User).where(User.client_id == record.id))

@@ -17,6 +17,7 @@ import deployments
 from agency.db import Activation, Client, WebhookDelivery, WebhookEndpoint, utcnow
 from agency.errors import InputInvalid, NotFound
 from agency.settings import Settings
+from deployments.webhooks.adaptive import DEFAULT_AGE_S, DEFAULT_INFLIGHT
 from deployments.webhooks.batches import MAX_EVENTS_LIMIT, MAX_WAIT_LIMIT_S
 from deployments.webhooks.secrets import current_secret, store_secret
 from deployments.webhooks.verifiers import VERIFIERS, check_secret, new_secret
@@ -47,6 +48,31 @@ class BatchPolicy:
         return self
 
 
+BATCH_MODES = ("off", "adaptive", "always")
+
+
+@dataclass(frozen=True)
+class AdaptivePolicy:
+    """Batch only while the activation falls behind: more than ``inflight`` events in flight,
+    or one waiting longer than ``age_s`` (see ``deployments.webhooks.adaptive``)."""
+
+    inflight: int = DEFAULT_INFLIGHT
+    age_s: float = DEFAULT_AGE_S
+
+    def check(self) -> AdaptivePolicy:
+        """Raise ``InputInvalid`` unless 1 <= inflight <= 1000 and 0 < age_s <= 3600."""
+        if not 1 <= self.inflight <= MAX_EVENTS_LIMIT:
+            raise InputInvalid(
+                f"adaptive inflight must be between 1 and {MAX_EVENTS_LIMIT}, not {self.inflight}."
+            )
+        if not 0 < self.age_s <= MAX_WAIT_LIMIT_S:
+            raise InputInvalid(
+                f"adaptive age_s must be above 0 and at most {MAX_WAIT_LIMIT_S:g} seconds, "
+                f"not {self.age_s:g}."
+            )
+        return self
+
+
 @dataclass(frozen=True)
 class WebhookView:
     """A webhook endpoint as faces may show it: never a secret."""
@@ -59,6 +85,8 @@ class WebhookView:
     created_at: datetime
     rotated_at: datetime | None
     batch: BatchPolicy | None = None
+    mode: str = "off"
+    adaptive: AdaptivePolicy | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +110,13 @@ class DeliveryView:
     batch_id: str | None = None
     outcome: str | None = None
     outcome_error: str | None = None
+
+    @property
+    def mode(self) -> str:
+        """How the event ran: ``alone`` (a run of its own), ``batch``, or ``waiting``."""
+        if self.batch_id is not None:
+            return "batch"
+        return "alone" if self.flow_run_id is not None else "waiting"
 
 
 def webhook_url(settings: Settings, client: str, workflow: str) -> str:
@@ -112,12 +147,19 @@ def enable_webhook(
     secret: str | None = None,
     rate_limit_per_hour: int | None = None,
     batch: BatchPolicy | None = None,
+    mode: str | None = None,
+    adaptive: AdaptivePolicy | None = None,
 ) -> WebhookSecretView:
     """Turn on the webhook trigger of an activation and return its URL and secret (shown once).
 
     ``secret`` is for senders that issue their own (Stripe, Slack, Shopify); by default one is
-    generated. Enabling again replaces the secret, the verifier and the batch policy. ``batch``
-    groups deliveries into runs of ``events: [...]`` (only workflows that accept batches). The
+    generated. Enabling again replaces the secret, the verifier and the batch policy.
+
+    ``mode`` says how events become runs (only workflows that accept batches can batch):
+    ``off``, one run per event; ``always``, runs of ``events: [...]`` by the ``batch`` policy;
+    ``adaptive`` (the default for workflows that accept batches), one run per event until the
+    activation falls behind by ``adaptive``'s thresholds, then runs of up to
+    ``batch.max_events`` (100) events. A ``batch`` without a mode means ``always``. The
     deployment moves to the webhook work pool (``settings.webhook_work_pool``).
     """
     if verifier not in VERIFIERS:
@@ -125,13 +167,10 @@ def enable_webhook(
     manifest = get_workflow(workflow)
     if "webhook" not in manifest.triggers:
         raise InputInvalid(f"Workflow '{workflow}' cannot be started by a webhook.")
+    mode = _batch_mode(workflow, manifest.accepts_batches, mode, batch)
     if batch is not None:
         batch.check()
-        if not manifest.accepts_batches:
-            raise InputInvalid(
-                f"Workflow '{workflow}' does not accept batches: it handles one event per run. "
-                "Enable its webhook without a batch."
-            )
+    adaptive = (adaptive or AdaptivePolicy()).check() if mode == "adaptive" else None
     if rate_limit_per_hour is not None and rate_limit_per_hour < 1:
         raise InputInvalid("The rate limit must be at least 1 run per hour.")
     try:
@@ -149,6 +188,9 @@ def enable_webhook(
         endpoint.rate_limit_per_hour = rate_limit_per_hour
         endpoint.batch_max_events = batch.max_events if batch else None
         endpoint.batch_max_wait_s = batch.max_wait_s if batch else None
+        endpoint.batch_mode = mode
+        endpoint.adaptive_inflight = adaptive.inflight if adaptive else None
+        endpoint.adaptive_age_s = adaptive.age_s if adaptive else None
         _route(settings, act, webhook=True)
         store_secret(settings, client, workflow, value)
         audit(
@@ -160,9 +202,31 @@ def enable_webhook(
             detail={
                 "verifier": verifier,
                 "batch": None if batch is None else vars(batch),
+                "mode": mode,
+                "adaptive": None if adaptive is None else vars(adaptive),
             },
         )
     return WebhookSecretView(webhook_url(settings, client, workflow), verifier, value)
+
+
+def _batch_mode(
+    workflow: str, accepts_batches: bool, mode: str | None, batch: BatchPolicy | None
+) -> str:
+    """The endpoint's batch mode from what was asked, or ``InputInvalid`` saying what to change."""
+    if mode is None:
+        mode = "always" if batch is not None else ("adaptive" if accepts_batches else "off")
+    if mode not in BATCH_MODES:
+        raise InputInvalid(f"Unknown batch mode '{mode}': use one of {', '.join(BATCH_MODES)}.")
+    if mode != "off" and not accepts_batches:
+        raise InputInvalid(
+            f"Workflow '{workflow}' does not accept batches: it handles one event per run. "
+            "Enable its webhook without a batch."
+        )
+    if mode == "always" and batch is None:
+        raise InputInvalid("Batch mode 'always' needs a batch size (--batch-max-events).")
+    if mode == "off" and batch is not None:
+        raise InputInvalid("Batch mode 'off' takes no batch size: drop --batch-max-events.")
+    return mode
 
 
 def rotate_webhook_secret(
@@ -220,6 +284,11 @@ def _view(settings: Settings, client: str, workflow: str, e: WebhookEndpoint) ->
         if e.batch_max_events is not None
         else None
     )
+    adaptive = (
+        AdaptivePolicy(e.adaptive_inflight or DEFAULT_INFLIGHT, e.adaptive_age_s or DEFAULT_AGE_S)
+        if e.batch_mode == "adaptive"
+        else None
+    )
     return WebhookView(
         client,
         workflow,
@@ -229,6 +298,8 @@ def _view(settings: Settings, client: str, workflow: str, e: WebhookEndpoint) ->
         e.created_at,
         e.rotated_at,
         batch,
+        e.batch_mode,
+        adaptive,
     )
 
 

@@ -15,8 +15,10 @@ from types import ModuleType
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from agency.db import Activation, ActivationVersion, AuditLog
+from agency.db.models import Release
 from agency.errors import InputInvalid, NotFound
 from agency.settings import Settings
 from blocks.kinds import CREDENTIAL_KINDS
@@ -65,6 +67,7 @@ class VersionEntry:
     settings: dict[str, Any]
     created_at: datetime
     created_by: str | None
+    release: str | None = None  # short digest of the release this version ran
 
 
 def _optional(module: str) -> ModuleType | None:
@@ -209,9 +212,17 @@ def history(
                 dict(v.settings),
                 v.created_at,
                 v.created_by,
+                _short_digest(session, v.release_id),
             )
             for v in rows
         ]
+
+
+def _short_digest(session: Session, release_id: int | None) -> str | None:
+    if release_id is None:
+        return None
+    digest = session.scalar(select(Release.digest).where(Release.id == release_id))
+    return digest[:12] if digest else None
 
 
 def roll_back(
@@ -246,6 +257,21 @@ def get_webhook(
     slug = scope_client(principal, client)
     module = _optional("services.webhooks")
     return None if module is None else module.get_webhook(settings, slug, workflow)
+
+
+def list_deliveries(
+    settings: Settings,
+    principal: Principal,
+    workflow: str,
+    client: str | None = None,
+    limit: int = 50,
+) -> list[Any]:
+    """The workflow's most recent webhook deliveries: run, alone or in a batch, outcome."""
+    slug = scope_client(principal, client)
+    module = _optional("services.webhooks")
+    if module is None:
+        return []
+    return list(module.list_deliveries(settings, slug, workflow=workflow, limit=limit))
 
 
 def enable_webhook(

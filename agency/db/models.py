@@ -143,6 +143,10 @@ class Activation(Base):
     deployment_id: Mapped[str | None] = mapped_column(String(36))
     version: Mapped[int] = mapped_column(Integer, default=1)
     workflow_version: Mapped[str | None] = mapped_column(String(32))
+    # a scheduled run later than this is notified; None: twice its usual duration, or 15 min
+    late_after_minutes: Mapped[int | None] = mapped_column(Integer)
+    # the release the client's deployment runs (issue 29); None only before its first activation
+    release_id: Mapped[int | None] = mapped_column(ForeignKey("releases.id"))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 
@@ -171,6 +175,7 @@ class ActivationVersion(Base):
     cron: Mapped[str | None] = mapped_column(String(120))
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     workflow_version: Mapped[str | None] = mapped_column(String(32))
+    release_id: Mapped[int | None] = mapped_column(ForeignKey("releases.id"))
     status: Mapped[ActivationStatus] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     created_by: Mapped[str | None] = mapped_column(String(320))
@@ -214,13 +219,17 @@ class LlmUsage(Base):
 
 WEBHOOK_VERIFIERS: tuple[str, ...] = ("standard", "github", "stripe", "slack", "shopify", "token")
 DELIVERY_STATUSES: tuple[str, ...] = ("pending", "dispatched", "failed")
+BATCH_MODES: tuple[str, ...] = ("off", "adaptive", "always")
 
 
 class WebhookEndpoint(Base):
     """The webhook trigger of one activation; its secret lives in the secret store, never here."""
 
     __tablename__ = "webhook_endpoints"
-    __table_args__ = (CheckConstraint(_in("verifier", WEBHOOK_VERIFIERS), name="verifier"),)
+    __table_args__ = (
+        CheckConstraint(_in("verifier", WEBHOOK_VERIFIERS), name="verifier"),
+        CheckConstraint(_in("batch_mode", BATCH_MODES), name="batch_mode"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     activation_id: Mapped[int] = mapped_column(
@@ -232,6 +241,11 @@ class WebhookEndpoint(Base):
     # batch trigger: group deliveries into one run of up to N events, waiting at most T seconds
     batch_max_events: Mapped[int | None] = mapped_column(Integer)
     batch_max_wait_s: Mapped[float | None] = mapped_column(Float)
+    # off: one run per event; always: batches as above; adaptive: one run per event until the
+    # activation falls behind (see deployments.webhooks.adaptive), then batches of batch_max_events
+    batch_mode: Mapped[str] = mapped_column(String(10), default="off", server_default="off")
+    adaptive_inflight: Mapped[int | None] = mapped_column(Integer)
+    adaptive_age_s: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     rotated_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
@@ -300,7 +314,7 @@ class WebhookDelivery(Base):
     dispatched_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     last_error: Mapped[str | None] = mapped_column(String(500))
     # batch activations: set at accept; the batch (and the event's place in it) once grouped
-    batched: Mapped[bool] = mapped_column(Boolean, default=False)
+    batched: Mapped[bool | None] = mapped_column(Boolean)  # None: adaptive, not yet decided
     batch_id: Mapped[str | None] = mapped_column(
         ForeignKey("webhook_batches.id", ondelete="SET NULL"), index=True
     )
@@ -381,3 +395,165 @@ class OAuthState(Base):
     used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     outcome_ok: Mapped[bool | None] = mapped_column(Boolean)
     outcome: Mapped[str | None] = mapped_column(String(500))
+
+
+NOTIFICATION_KINDS: tuple[str, ...] = (
+    "run_failed",
+    "approval_waiting",
+    "run_late",
+    "credential_broken",
+)
+NOTIFICATION_MESSAGE_STATUSES: tuple[str, ...] = ("sent", "queued", "digested")
+
+
+class NotificationPreference(Base):
+    """One person's switch for one notification kind; without a row the kind is on."""
+
+    __tablename__ = "notification_preferences"
+    __table_args__ = (
+        UniqueConstraint("user_id", "kind"),
+        CheckConstraint(_in("kind", NOTIFICATION_KINDS), name="kind"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    # the user's client (None: agency staff), for row-level security
+    client_id: Mapped[int | None] = mapped_column(
+        ForeignKey("clients.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(32))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+
+class NotificationIncident(Base):
+    """One thing worth telling people about (a failed run, a waiting approval, ...), once.
+
+    ``subject`` names it within its kind (a flow run id, an activation and scheduled time, a
+    credential breakage), so detecting it again finds this row instead of a second message.
+    """
+
+    __tablename__ = "notification_incidents"
+    __table_args__ = (
+        UniqueConstraint("kind", "subject"),
+        CheckConstraint(_in("kind", NOTIFICATION_KINDS), name="kind"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    subject: Mapped[str] = mapped_column(String(200))
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"), index=True)
+    opened_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    client_title: Mapped[str] = mapped_column(String(300))
+    client_body: Mapped[str] = mapped_column(String(4000))
+    agency_title: Mapped[str] = mapped_column(String(300))
+    agency_body: Mapped[str] = mapped_column(String(4000))
+    # set once every recipient has it (sent, or queued for a digest); None: to deliver
+    delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    # a delivery in progress holds the incident for a while, so two passes never both send it
+    claimed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class NotificationMessage(Base):
+    """One person's copy of one incident: sent on its own, or queued for (then in) a digest."""
+
+    __tablename__ = "notification_messages"
+    __table_args__ = (
+        UniqueConstraint("incident_id", "email"),
+        CheckConstraint(_in("status", NOTIFICATION_MESSAGE_STATUSES), name="status"),
+        Index("ix_notification_messages_email_at", "email", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(
+        ForeignKey("notification_incidents.id", ondelete="CASCADE")
+    )
+    # the incident's client, for row-level security (the address may be the agency's)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"), index=True)
+    email: Mapped[str] = mapped_column(String(320))
+    # the agency's copy (its wording names the client), not the client's
+    for_agency: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # queued: when the person's hour is over and the digest goes out
+    due_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    digested_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class NotificationWatermark(Base):
+    """How far a detector has read (the notifications sweep's last completed pass)."""
+
+    __tablename__ = "notification_watermarks"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+RolloutStatus = Literal["running", "done", "halted", "undone"]
+ROLLOUT_STATUSES: tuple[RolloutStatus, ...] = ("running", "done", "halted", "undone")
+
+
+class Release(Base):
+    """An immutable, content-addressed snapshot of the code one workflow version runs.
+
+    ``digest`` is the SHA-256 of the release's files and manifest; the files live in the
+    release store (a folder or S3) under that digest, never in this table.
+    """
+
+    __tablename__ = "releases"
+    __table_args__ = (UniqueConstraint("workflow", "digest"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    workflow: Mapped[str] = mapped_column(String(64), index=True)
+    digest: Mapped[str] = mapped_column(String(64))
+    workflow_version: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(String(16))  # "git" (a clean commit) or "worktree"
+    commit: Mapped[str | None] = mapped_column(String(40))
+    files: Mapped[int] = mapped_column(Integer)
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    manifest: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(320))
+
+
+class Rollout(Base):
+    """Moving a workflow's clients from one release to another: to chosen clients, a canary
+    share that is watched before the rest follow, or all at once."""
+
+    __tablename__ = "rollouts"
+    __table_args__ = (CheckConstraint(_in("status", ROLLOUT_STATUSES), name="status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    workflow: Mapped[str] = mapped_column(String(64), index=True)
+    from_release_id: Mapped[int | None] = mapped_column(ForeignKey("releases.id"))
+    to_release_id: Mapped[int] = mapped_column(ForeignKey("releases.id"))
+    mode: Mapped[str] = mapped_column(String(16))  # "clients", "canary" or "all"
+    canary_percent: Mapped[int | None] = mapped_column(Integer)
+    min_runs: Mapped[int] = mapped_column(Integer, default=5)
+    max_hours: Mapped[float] = mapped_column(Float, default=24.0)
+    margin: Mapped[float] = mapped_column(Float, default=0.1)
+    status: Mapped[RolloutStatus] = mapped_column(String(16), default="running")
+    # slugs of the clients this rollout moved, and the figures of its last evaluation
+    clients: Mapped[list[str]] = mapped_column(JSON, default=list)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    created_by: Mapped[str | None] = mapped_column(String(320))
+
+
+class Chain(Base):
+    """A client's chain: ``downstream`` runs after each completed run of ``upstream`` (both
+    the client's activations); ``automation_id`` is the Prefect automation doing it."""
+
+    __tablename__ = "chains"
+    __table_args__ = (UniqueConstraint("client_id", "upstream", "downstream"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
+    upstream: Mapped[str] = mapped_column(String(64))
+    downstream: Mapped[str] = mapped_column(String(64))
+    automation_id: Mapped[str | None] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(320))

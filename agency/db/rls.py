@@ -38,7 +38,21 @@ CONNECTION_POLICIES: dict[str, str] = {
     "credential_status": f"client_id = {_CLIENT_ID}",
     "oauth_states": f"client_id = {_CLIENT_ID}",
 }
-ALL_POLICIES: dict[str, str] = {**POLICIES, **LATER_POLICIES, **CONNECTION_POLICIES}
+# tables added by migration 0009 (notification preferences, incidents and messages)
+NOTIFICATION_POLICIES: dict[str, str] = {
+    "notification_preferences": f"client_id = {_CLIENT_ID}",
+    "notification_incidents": f"client_id = {_CLIENT_ID}",
+    "notification_messages": f"client_id = {_CLIENT_ID}",
+}
+# tables added by migration 0010 (chains as platform records)
+CHAIN_POLICIES: dict[str, str] = {"chains": f"client_id = {_CLIENT_ID}"}
+ALL_POLICIES: dict[str, str] = {
+    **POLICIES,
+    **LATER_POLICIES,
+    **CONNECTION_POLICIES,
+    **NOTIFICATION_POLICIES,
+    **CHAIN_POLICIES,
+}
 
 
 def enable_statements(tables: dict[str, str] = POLICIES) -> list[str]:

@@ -19,6 +19,7 @@ from agency.egress.policy import (
     set_resolver,
     system_resolve,
 )
+from agency.egress.scoped import client_scope, current_client
 
 __all__ = [
     "AsyncGuardedTransport",
@@ -28,6 +29,8 @@ __all__ = [
     "GuardedSMTP_SSL",
     "GuardedTransport",
     "async_guarded_client",
+    "client_scope",
+    "current_client",
     "egress_policy",
     "guarded_client",
     "open_smtp",

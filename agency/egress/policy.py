@@ -7,11 +7,13 @@ metadata ``169.254.169.254`` included), unique-local, multicast, reserved and un
 addresses, also when written as IPv4-mapped IPv6, NAT64 or 6to4, or as decimal, octal or hex
 IPv4 (the resolver turns every spelling into the address it means, and that address is what is
 checked). The platform's own services (Prefect API and its database, platform DB, Vault, Redis,
-gateway, portal) are refused on their ports even inside an allow-listed range.
+gateway, portal) are refused on their ports even inside an allow-listed range. A client may
+also be allowed named loopback services of its own (the demo's, :mod:`agency.egress.scoped`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
 import socket
@@ -20,6 +22,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from urllib.parse import urlsplit
 
+from agency.egress.scoped import client_allowances, current_client
 from agency.errors import PermanentNodeError, TransientNodeError
 from agency.settings import Settings
 
@@ -107,6 +110,11 @@ class EgressPolicy:
     #: (address or ``*`` for a wildcard bind, port) of the platform's own services
     platform: frozenset[tuple[str, int]] = frozenset()
     resolver: Resolver = field(default=system_resolve, compare=False)
+    #: ``(host, port)`` pairs one client may reach whatever their address (the demo's services,
+    #: see :mod:`agency.egress.scoped`), applied inside that client's ``client_scope``
+    client_allow: Mapping[str, frozenset[tuple[str, int]]] = field(
+        default_factory=dict, compare=False
+    )
 
     def _is_platform(self, address: IPAddress, port: int) -> bool:
         plain = _plain(address)
@@ -140,12 +148,14 @@ class EgressPolicy:
             ) from None
         if not answers:
             raise TransientNodeError(f"Cannot resolve {host}: no address.")
+        client = current_client()
+        for_client = client is not None and (name, port) in self.client_allow.get(client, ())
         for address in answers:
             if self._is_platform(address, port):
                 raise EgressRefused(
                     f"{host}:{port}", f"{address} is one of the platform's own services"
                 )
-            if self._allowed(name, address):
+            if for_client or self._allowed(name, address):
                 continue
             why = _why_not_public(address)
             if why is not None:
@@ -254,4 +264,6 @@ def egress_policy(
         settings = get_settings()
     env = os.environ if environ is None else environ
     endpoints = tuple(platform_endpoints(settings, env))
-    return _cached_policy(tuple(settings.egress_allow), endpoints, _resolver)
+    policy = _cached_policy(tuple(settings.egress_allow), endpoints, _resolver)
+    allowances = client_allowances(settings.home)
+    return dataclasses.replace(policy, client_allow=allowances) if allowances else policy

@@ -65,9 +65,22 @@ def webhook_enable(
     batch_max_wait: Annotated[
         float, typer.Option(help="With --batch-max-events: seconds a batch may wait to fill.")
     ] = 1.0,
+    batch_mode: Annotated[
+        str | None,
+        typer.Option(
+            help="off (a run per event), adaptive (a run per event until the activation falls "
+            "behind, then batches; the default where the workflow accepts batches) or always."
+        ),
+    ] = None,
+    adaptive_inflight: Annotated[
+        int, typer.Option(help="Adaptive: batch once more than N events are in flight.")
+    ] = 10,
+    adaptive_age: Annotated[
+        float, typer.Option(help="Adaptive: batch once an event has waited this many seconds.")
+    ] = 3.0,
 ) -> None:
     """Enable the webhook trigger; prints the URL and the secret once."""
-    from services.webhooks import BatchPolicy, enable_webhook
+    from services.webhooks import AdaptivePolicy, BatchPolicy, enable_webhook
 
     secret = typer.prompt("Sender's signing secret", hide_input=True) if secret_prompt else None
     view = enable_webhook(
@@ -78,6 +91,8 @@ def webhook_enable(
         secret=secret,
         rate_limit_per_hour=rate_limit,
         batch=None if batch_max_events is None else BatchPolicy(batch_max_events, batch_max_wait),
+        mode=batch_mode,
+        adaptive=AdaptivePolicy(adaptive_inflight, adaptive_age),
     )
     typer.echo(f"url\t{view.url}\nverifier\t{view.verifier}\nsecret\t{view.secret}")
     typer.echo("The secret is shown only now; store it in the sender.", err=True)
@@ -110,7 +125,10 @@ def webhook_show(
     if view is None:
         raise NotFound(f"No webhook is enabled for '{workflow}' of client '{client}'.")
     batch = f"\tbatch {view.batch.max_events}/{view.batch.max_wait_s:g}s" if view.batch else ""
-    typer.echo(f"{view.url}\t{view.verifier}\t{'active' if view.active else 'disabled'}{batch}")
+    if view.adaptive:
+        batch += f"\tadaptive >{view.adaptive.inflight} in flight or {view.adaptive.age_s:g}s"
+    state = "active" if view.active else "disabled"
+    typer.echo(f"{view.url}\t{view.verifier}\t{state}\tmode {view.mode}{batch}")
 
 
 @webhook_app.command("deliveries")
@@ -120,13 +138,14 @@ def webhook_deliveries(
     workflow: Annotated[str | None, typer.Option(help="Only this workflow.")] = None,
     limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50,
 ) -> None:
-    """List recent deliveries and the flow runs they became."""
+    """List recent deliveries, the flow runs they became and whether they ran alone or in a
+    batch."""
     from services.webhooks import list_deliveries
 
     for d in list_deliveries(_settings(), client, workflow=workflow, limit=limit):
         typer.echo(
             f"{d.id}\t{d.workflow}\t{d.received_at:%Y-%m-%d %H:%M:%S}\t{d.status}\t"
-            f"{d.flow_run_id or '-'}\t{d.outcome or '-'}"
+            f"{d.flow_run_id or '-'}\t{d.mode}\t{d.outcome or '-'}"
             + (f"\t{d.outcome_error}" if d.outcome_error else "")
         )
 

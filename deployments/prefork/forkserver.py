@@ -38,9 +38,13 @@ def _stamp(files: list[str]) -> tuple[tuple[int, int], ...]:
 class Template:
     """One ``python -m deployments.prefork.template`` process preloaded with ``preload``."""
 
-    def __init__(self, preload: tuple[str, ...], cwd: Path | None = None) -> None:
+    def __init__(
+        self, preload: tuple[str, ...], cwd: Path | None = None, release: str | None = None
+    ) -> None:
         self.preload = preload
         self.cwd = cwd
+        # a release folder: the template (so every child) imports that release's code
+        self.release = release
         self.pid: int | None = None
         self.files: list[str] = []
         self._stamps: tuple[tuple[int, int], ...] = ()
@@ -60,7 +64,8 @@ class Template:
             *self.preload,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
-            cwd=self.cwd,
+            cwd=self.release or self.cwd,
+            env=self._env(),
             limit=2**24,
         )
         assert self._proc.stdout is not None
@@ -72,6 +77,12 @@ class Template:
         self.pid, self.files = message["pid"], message["files"]
         self._stamps = _stamp(self.files)
         self._reader = asyncio.create_task(self._read())
+
+    def _env(self) -> dict[str, str] | None:
+        if self.release is None:
+            return None
+        rest = os.environ.get("PYTHONPATH")
+        return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [self.release, rest]))}
 
     @property
     def alive(self) -> bool:

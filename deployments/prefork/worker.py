@@ -22,9 +22,11 @@ import asyncio
 import os
 import signal
 import time
+from collections import OrderedDict
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -54,6 +56,9 @@ from deployments.prefork.suspension import SUSPEND_SIGNAL
 __all__ = ["PreforkWorker", "PreforkWorkerResult"]
 
 POLL_SECONDS = 1.0
+# warm templates kept at once (one per preload list and release in use); the least recently
+# used one retires when another is needed
+MAX_TEMPLATES = 4
 POLL_LIMIT_MAX = 200  # Prefect's default page size: larger limits go through Prefect's poll
 SUSPEND_RESIGNAL_SECONDS = 10.0
 
@@ -87,7 +92,8 @@ class PreforkWorker(BaseWorker[PreforkJobConfiguration, PreforkVariables, Prefor
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._templates: dict[tuple[str, ...], Template] = {}
+        # (preload, release folder) -> template, least recently used first
+        self._templates: OrderedDict[tuple[tuple[str, ...], str | None], Template] = OrderedDict()
         self._retired: list[Template] = []
         self._template_lock: asyncio.Lock | None = None
         self._children: dict[UUID, _Child] = {}
@@ -124,22 +130,36 @@ class PreforkWorker(BaseWorker[PreforkJobConfiguration, PreforkVariables, Prefor
         except Exception:  # the first run retries and reports the error against itself
             self._logger.warning("Could not start the prefork template", exc_info=True)
 
-    async def _template(self, preload: tuple[str, ...]) -> Template:
+    async def _template(self, preload: tuple[str, ...], release: str | None = None) -> Template:
+        """The warm template for ``preload`` and the run's release folder (``None``: the
+        installed project); at most ``MAX_TEMPLATES`` stay warm, least recently used retire."""
         if self._template_lock is None:
             self._template_lock = asyncio.Lock()
+        key = (preload, release)
         async with self._template_lock:
-            template = self._templates.get(preload)
+            template = self._templates.get(key)
             if template is not None and template.alive and not template.stale():
+                self._templates.move_to_end(key)
                 return template
             self._retired = [t for t in self._retired if not t.finished]
             if template is not None:
                 self._logger.info("Replacing prefork template %s (code changed or died)", preload)
                 template.retire()
                 self._retired.append(template)
-            template = Template(preload)
+            template = Template(preload, release=release)
             await template.start()
-            self._logger.info("Prefork template %s ready (pid %s)", preload, template.pid)
-            self._templates[preload] = template
+            self._logger.info(
+                "Prefork template %s%s ready (pid %s)",
+                preload,
+                f" of release {Path(release).name[:12]}" if release else "",
+                template.pid,
+            )
+            self._templates[key] = template
+            self._templates.move_to_end(key)
+            while len(self._templates) > MAX_TEMPLATES:
+                _, oldest = self._templates.popitem(last=False)
+                oldest.retire()  # its running children finish; new runs get a fresh one
+                self._retired.append(oldest)
             return template
 
     async def run(
@@ -151,7 +171,7 @@ class PreforkWorker(BaseWorker[PreforkJobConfiguration, PreforkVariables, Prefor
         """Fork the run's child from a warm template and wait for it to exit."""
         env = {k: v for k, v in configuration.env.items() if v is not None}
         heartbeat = heartbeat_seconds(env)  # a value Prefect rejects fails the run here
-        template = await self._template(tuple(configuration.preload))
+        template = await self._template(tuple(configuration.preload), env.get("PYTHONPATH"))
         cwd = str(configuration.working_dir) if configuration.working_dir else None
         reads = await self._shared_reads(flow_run)
         pid = await template.fork(

@@ -1,12 +1,13 @@
 """Batch triggers in the outbox: group a batch activation's deliveries into one flow run.
 
 A webhook activation with ``batch: {max_events, max_wait_s}`` accepts deliveries like any other
-(``batched`` is set on each row). A dispatcher then *forms* batches: once an activation has
-``max_events`` ungrouped deliveries, or its oldest one has waited ``max_wait_s``, up to
-``max_events`` of them (oldest first) get a new ``WebhookBatch`` row and their place in it, in
-one transaction. Only then is the batch claimed and turned into one flow run with
-``events=[...]`` and the batch id as Prefect's idempotency key, so a dispatcher killed at any
-point creates no second run, and every delivery belongs to exactly one batch.
+(``batched`` is set on each row; an adaptive activation sets it later, see ``.adaptive``). A
+dispatcher then *forms* batches: once an activation has ``max_events`` ungrouped deliveries, or
+its oldest one has waited ``max_wait_s``, up to ``max_events`` of them (oldest first) get a new
+``WebhookBatch`` row and their place in it, in one transaction. Only then is the batch claimed
+and turned into one flow run with ``events=[...]`` and the batch id as Prefect's idempotency
+key, so a dispatcher killed at any point creates no second run, and every delivery belongs to
+exactly one batch.
 
 The run carries the tag ``batch:<id>`` and records each event's outcome with
 :func:`record_outcomes` (called by ``flows.batch``).
@@ -25,6 +26,10 @@ from sqlalchemy.orm import Session
 from agency.db import Activation, WebhookBatch, WebhookDelivery, WebhookEndpoint, utcnow
 
 MAX_EVENTS_LIMIT = 1000
+#: events per batch run of an adaptive endpoint that sets no ``batch_max_events``
+DEFAULT_BATCH_EVENTS = 100
+#: ... and how long its first event waits for the batch to fill: a burst makes few full runs
+DEFAULT_BATCH_WAIT_S = 1.0
 MAX_WAIT_LIMIT_S = 3600.0
 
 
@@ -66,6 +71,7 @@ def form_batches(session: Session, limit: int = 50) -> int:
             func.min(WebhookDelivery.received_at),
             WebhookEndpoint.batch_max_events,
             WebhookEndpoint.batch_max_wait_s,
+            WebhookEndpoint.batch_mode,
         )
         .join(WebhookEndpoint, WebhookEndpoint.activation_id == WebhookDelivery.activation_id)
         .where(
@@ -77,10 +83,14 @@ def form_batches(session: Session, limit: int = 50) -> int:
             WebhookDelivery.activation_id,
             WebhookEndpoint.batch_max_events,
             WebhookEndpoint.batch_max_wait_s,
+            WebhookEndpoint.batch_mode,
         )
     ).all()
     formed = 0
-    for activation_id, count, oldest, max_events, max_wait_s in waiting:
+    for activation_id, count, oldest, max_events, max_wait_s, mode in waiting:
+        if mode == "adaptive":  # batched because the activation fell behind
+            max_events = max_events or DEFAULT_BATCH_EVENTS
+            max_wait_s = max_wait_s or DEFAULT_BATCH_WAIT_S
         # an endpoint switched back to single runs still drains what it accepted as batches
         size = max(1, min(max_events or 1, MAX_EVENTS_LIMIT))
         wait = timedelta(seconds=max_wait_s or 0.0)

@@ -34,6 +34,12 @@ class Metrics:
             "Flow runs created by the dispatcher.",
             registry=self.registry,
         )
+        self.events_dispatched = Counter(
+            "agency_webhook_events_dispatched",
+            "Events handed to flow runs, by mode: single (a run of its own) or batch.",
+            ["mode"],
+            registry=self.registry,
+        )
         self.dispatch_errors = Counter(
             "agency_webhook_dispatch_errors",
             "Failed attempts to create a flow run (retried with backoff).",

@@ -53,7 +53,7 @@ class Target:
     accepting: bool
     verifier: str | None
     rate_limit_per_hour: int | None
-    batched: bool = False
+    batched: bool | None = False  # None: adaptive, decided by the dispatcher
     client_active: bool = True
 
 
@@ -122,9 +122,15 @@ def find_target(session: Session, client: str, workflow: str) -> Target | None:
         accepting=act.status == "active" and endpoint is not None and endpoint.active,
         verifier=endpoint.verifier if endpoint is not None else None,
         rate_limit_per_hour=endpoint.rate_limit_per_hour if endpoint is not None else None,
-        batched=endpoint is not None and endpoint.batch_max_events is not None,
+        batched=_batched(endpoint),
         client_active=client_status == "active",
     )
+
+
+def _batched(endpoint: WebhookEndpoint | None) -> bool | None:
+    """How a new delivery starts: single, batched, or undecided (adaptive)."""
+    mode = endpoint.batch_mode if endpoint is not None else "off"
+    return True if mode == "always" else None if mode == "adaptive" else False
 
 
 def find_duplicate(session: Session, activation_id: int, dedupe_key: str) -> str | None:

@@ -1,4 +1,4 @@
-"""Signature verifiers, one per sender convention (the table in DESIGN.md, "Triggers").
+"""Signature verifiers, one per sender convention (see the README, *Webhooks and the client API*).
 
 Each verifier checks a raw request body and its headers against one or more secrets (two during
 a rotation's grace period) and raises :class:`VerificationFailed` on anything malformed, so the

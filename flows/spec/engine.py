@@ -101,8 +101,12 @@ class _Mapping:
 class SpecRun:
     """The scheduler of one spec run (call :meth:`execute` inside a flow)."""
 
-    def __init__(self, spec: WorkflowSpec, client: str, inputs: dict[str, Any]) -> None:
+    def __init__(
+        self, spec: WorkflowSpec, client: str, inputs: dict[str, Any], scope: str = ""
+    ) -> None:
         self.spec, self.client, self.inputs = spec, client, inputs
+        # prefixes the nodes' cache keys: each event of a batch run is its own spec run
+        self.scope = scope
         self.order, _ = topological_order(spec)
         self.by_id: dict[str, SpecNode] = {n.id: n for n in spec.nodes}
         self.incoming: dict[str, list[SpecEdge]] = {n.id: [] for n in spec.nodes}
@@ -164,10 +168,12 @@ class SpecRun:
 
     def runnable(self, spec_node: SpecNode, key: str) -> Task[..., Any]:
         base = get_node(spec_node.node).task
-        return _named(_node_task(base, spec_node.retries, spec_node.retry_delay_seconds), key)
+        task = _node_task(base, spec_node.retries, spec_node.retry_delay_seconds)
+        return _named(task, f"{self.scope}{key}")
 
     def failure_record(self, key: str, error: dict[str, Any] | None) -> dict[str, Any] | None:
         """Read (``error=None``) or write the handled failure kept for a resumed run."""
+        key = f"{self.scope}{key}"
         return handled_failure.with_options(
             task_run_name=f"{key}.failure",
             cache_policy=_cache_key(f"{key}.failure"),

@@ -1,6 +1,6 @@
 """The declarative workflow spec: nodes, edges, inputs and declared credentials.
 
-Format (YAML or JSON), see ``../shared/DESIGN.md``::
+Format (YAML or JSON), see ``docs/specs.md``::
 
     name: lead-intake
     version: 1.2.0

@@ -1,6 +1,6 @@
 """Shared pieces of the portal's pages: the signed-in session, error display, generated forms."""
 
-from portal.components.forms import model_form
+from portal.components.forms import model_form, show_field_errors
 from portal.components.session import (
     acting_client,
     current_principal,
@@ -16,4 +16,5 @@ __all__ = [
     "model_form",
     "principal",
     "settings",
+    "show_field_errors",
 ]

@@ -1,10 +1,12 @@
 """Forms generated from pydantic models: labels from field titles, help from descriptions,
-``SecretStr`` fields masked, ``Literal`` fields as choices, lists one item per line."""
+``SecretStr`` fields masked, ``Literal`` fields as choices, lists one item per line; each field
+can show its problems right under itself (:func:`show_field_errors`)."""
 
 from __future__ import annotations
 
 import types
 import typing
+from collections.abc import Mapping, MutableMapping
 from typing import Any, Literal
 
 import streamlit as st
@@ -58,10 +60,12 @@ def model_form(
     key: str,
     values: dict[str, Any] | None = None,
     only: list[str] | None = None,
+    slots: MutableMapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Render one input per field of ``model`` (or of ``only`` those); return the entered data
     (``None`` for empty optional fields, which are then left out so the model's defaults
-    apply)."""
+    apply). With ``slots``, an empty place under each field is kept there by field name, for
+    :func:`show_field_errors` to fill once the whole form has been read."""
     values = values or {}
     data: dict[str, Any] = {}
     for name, field in model.model_fields.items():
@@ -73,6 +77,22 @@ def model_form(
         if isinstance(default, SecretStr):
             default = None
         value = _field(name, field, default, f"{key}.{name}")
+        if slots is not None:
+            slots[name] = st.empty()
         if value is not None:
             data[name] = value
     return data
+
+
+def show_field_errors(
+    slots: Mapping[str, Any], errors: Mapping[str, list[str]]
+) -> dict[str, list[str]]:
+    """Show each field's problems in its slot, under the field (and clear the slots of fields
+    without one); return the problems that have no slot on this form, for the caller to show."""
+    for name, slot in slots.items():
+        problems = errors.get(name)
+        if problems:
+            slot.error("\n\n".join(problems), icon="⚠️")
+        else:
+            slot.empty()
+    return {name: problems for name, problems in errors.items() if name not in slots}

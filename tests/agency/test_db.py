@@ -36,6 +36,10 @@ from agency.db import (
 TABLES = {"clients", "users", "activations", "activation_versions", "audit_log", "llm_usage"}
 TABLES |= {"webhook_endpoints", "webhook_deliveries", "webhook_batches", "api_keys"}
 TABLES |= {"credential_status", "oauth_states"}
+TABLES |= {"notification_preferences", "notification_incidents", "notification_messages"}
+TABLES |= {"notification_watermarks"}
+TABLES |= {"releases", "rollouts"}
+TABLES |= {"chains"}
 
 
 def _tables(url: str) -> set[str]:

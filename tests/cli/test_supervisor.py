@@ -186,6 +186,7 @@ def test_agency_up_restarts_a_killed_worker_and_server_while_the_gateway_keeps_a
         AGENCY_GATEWAY_PORT=str(gateway_port),
         AGENCY_PORTAL_PORT=str(portal),
         PREFECT_SERVER_UI_ENABLED="false",  # not under test; saves the server's UI build
+        AGENCY_DEMO="false",  # the demo has its own test (tests/test_readme_quickstart.py)
     )
     healthz = f"http://127.0.0.1:{gateway_port}/healthz"
     out = tmp_path / "up.out"

@@ -49,13 +49,21 @@ def test_activate_creates_tagged_scheduled_deployment(settings: Settings, client
     assert schedule.schedule.cron == "0 7 * * *"
     assert schedule.schedule.timezone == "Europe/Paris"  # the client's own zone by default
     assert deployment.paused is False
+    # the deployment runs its pinned release (made on this first activation), not the tree
+    entered = deployment.pull_steps[0]["deployments.releases.pull.enter_release"]["directory"]
+    release = settings.releases_dir / Path(entered).name
+    assert view.release is not None and release.name.startswith(view.release)
     assert deployment.pull_steps == [
+        {"deployments.releases.pull.enter_release": {"directory": str(release)}},
         {
-            "prefect.deployments.steps.set_working_directory": {
-                "directory": str(settings.project_dir)
+            "deployments.releases.pull.verify_release": {
+                "directory": str(release),
+                "digest": release.name,
             }
-        }
+        },
     ]
+    assert deployment.job_variables == {"env": {"PYTHONPATH": str(release)}}
+    assert (release / "flows" / "daily_digest.py").is_file()
 
     # update: same deployment, new version in the history
     again = activate(

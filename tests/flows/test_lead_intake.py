@@ -109,3 +109,35 @@ def test_bad_event_fails_before_any_call(
     state = lead_intake(client_slug, settings, {"name": "no email"}, return_state=True)
     assert state.is_failed() and "email" in str(state.message)
     assert http_server.requests_to("/people") == []
+
+
+def test_a_batch_of_mixed_leads_routes_each_and_a_bad_one_fails_alone(
+    lead_setup: tuple[LeadIntakeSettings, str],
+    http_server: HttpServer,
+    llm_server: LlmServer,
+    client_slug: str,
+) -> None:
+    settings, conninfo = lead_setup
+    llm_server.reply_next(json.dumps({"score": 95, "reason": "Hot one."}))
+    llm_server.reply_next(json.dumps({"score": 10, "reason": "Cold one."}))
+    llm_server.reply_next(json.dumps({"score": 80, "reason": "Hot two."}))
+    events = [
+        {"email": "ada@bigco.test", "name": "Ada"},
+        {"email": "kid@school.test"},
+        {"name": "no email"},  # fails alone, before any call
+        {"email": "bob@midco.test", "name": "Bob"},
+    ]
+    result = lead_intake(client_slug, settings, events=events)
+    assert result == {"events": 4, "hot": 2, "cold": 1, "failed": 1}
+    assert [r.query["email"][0] for r in http_server.requests_to("/people")] == [
+        "ada@bigco.test",
+        "kid@school.test",
+        "bob@midco.test",
+    ]
+    slack = [r.json()["text"] for r in http_server.requests_to("/slack")]
+    assert [text.split(":")[1].split("(")[0].strip() for text in slack] == ["Ada", "Bob"]
+    with psycopg.connect(conninfo) as conn:
+        rows = conn.execute("SELECT email, score FROM leads ORDER BY score DESC").fetchall()
+    assert rows == [("ada@bigco.test", 95), ("bob@midco.test", 80)]
+    [cold] = list((get_settings().files_dir / client_slug).rglob("cold-lead.jsonl"))
+    assert json.loads(cold.read_text())["email"] == "kid@school.test"

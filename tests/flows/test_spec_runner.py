@@ -174,3 +174,32 @@ edges: [{from: ping, to: never, when: "false"}]
     assert finished.resource["agency.workflow"] == "evented"
     assert finished.payload["status"] == "completed"
     assert events[1].resource["agency.node"] == "ping"
+
+
+BATCHED = """
+name: batched
+triggers: [webhook]
+inputs: {type: object, required: [sku], properties: {sku: {type: string}}}
+nodes:
+  - {id: look, node: http_request, params: {url: "BASE/stock", query: {sku: "{{ inputs.sku }}"}}}
+"""
+
+
+def test_a_batch_sends_each_event_through_the_dag_and_a_bad_one_fails_alone(
+    http_server: HttpServer, client_slug: str
+) -> None:
+    from flows.spec_catalog import manifest_for
+
+    http_server.respond("/stock", {"left": 3})
+    spec = _spec(BATCHED, http_server)
+    assert manifest_for(spec).accepts_batches  # a webhook spec takes adaptive batches
+    events = [{"sku": "a-1"}, {"colour": "red"}, {"sku": "b-2"}]
+    result = build_flow(spec)(client=client_slug, events=events)
+    assert result["events"] == 3 and result["failed"] == 1
+    assert result["results"][1] is None
+    assert [r["look"]["status"] for r in (result["results"][0], result["results"][2])] == [
+        "completed",
+        "completed",
+    ]
+    skus = [r.query["sku"][0] for r in http_server.requests_to("/stock")]
+    assert skus == ["a-1", "b-2"]

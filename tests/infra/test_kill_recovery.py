@@ -82,7 +82,7 @@ RECOVERY_LIMIT = 120.0  # seconds: a stranded run must be rescheduled within thi
 IN_FLIGHT_AT_KILL = 4  # the kill waits (up to a deadline) until the worker holds this many runs
 
 KILL_FLOWS = '''
-"""The kill test's workflow: records each execution's start and end beside this file."""
+"""The kill test's workflow: records each execution's start and end in the project."""
 
 import os
 import time
@@ -93,7 +93,7 @@ from prefect.runtime import flow_run
 
 time.sleep(1)  # a slow import: each run stays claimed (Pending) this long before Running
 
-LOG = Path(__file__).with_name("executions.log")
+LOG = Path("__LOG__")  # the project's folder: runs execute a release copy of this file
 
 
 def _record(phase: str, n: object) -> None:
@@ -300,7 +300,8 @@ def platform(
     project, logs = tmp_path / "project", tmp_path / "logs"
     project.mkdir()
     logs.mkdir()
-    (project / "kill_flows.py").write_text(textwrap.dedent(KILL_FLOWS))
+    flows_text = textwrap.dedent(KILL_FLOWS).replace("__LOG__", str(project / "executions.log"))
+    (project / "kill_flows.py").write_text(flows_text)
     settings = Settings(
         home=tmp_path / "home",
         database_url=postgresql_database_url,

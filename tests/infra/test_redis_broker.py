@@ -2,8 +2,9 @@
 records every task run of a 3,600-task burst (the in-memory broker's fixed queue dropped 42 of
 them in the same burst on this machine kind).
 
-Real parts: PostgreSQL at 127.0.0.1:5432 (throwaway database), Redis at 127.0.0.1:6379 (a
-dedicated db index, flushed afterwards), `prefect server start` and the flow in subprocesses.
+Real parts: PostgreSQL at 127.0.0.1:5432 (throwaway database), Redis from the ``redis_server``
+fixture (the one on 6379 or one the session starts; a dedicated db index, flushed afterwards),
+`prefect server start` and the flow in subprocesses.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from uuid import UUID
 
 import httpx
 import pytest
-import redis
 
 from tests.fixtures._net import free_port, prefect_auth_headers, stop_process, wait_http
+from tests.fixtures.redis_server import RedisServer
 
 # CPU-heavy and timed: under pytest-xdist (`make test`) the heavy tests share one worker, so
 # they never overlap each other
@@ -42,9 +43,9 @@ def _count_task_runs(api: str, flow_run_id: UUID) -> int:
 
 @pytest.mark.timeout(900)
 def test_burst_is_fully_recorded_with_redis_broker(
-    postgresql_database_url: str, tmp_path: Path
+    postgresql_database_url: str, redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    r = redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB)
+    r = redis_server.client(REDIS_DB)
     r.flushdb()
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
@@ -57,7 +58,7 @@ def test_burst_is_fully_recorded_with_redis_broker(
         ),
         "PREFECT_MESSAGING_BROKER": "prefect_redis.messaging",
         "PREFECT_MESSAGING_CACHE": "prefect_redis.messaging",
-        "PREFECT_REDIS_MESSAGING_URL": f"redis://127.0.0.1:6379/{REDIS_DB}",
+        "PREFECT_REDIS_MESSAGING_URL": redis_server.url(REDIS_DB),
         "PREFECT_SERVER_UI_ENABLED": "false",
         "PREFECT_LOGGING_LEVEL": "WARNING",
     }

@@ -22,7 +22,7 @@ def test_delay_waits_at_least_the_seconds_asked() -> None:
 
 
 def test_delay_bounds_are_validated() -> None:
-    for seconds in (-1, 3601):
+    for seconds in (-1, 7 * 24 * 3600 + 1):
         with pytest.raises(ValidationError) as info:
             DelayInput(client="acme", seconds=seconds)
         assert info.value.errors()[0]["loc"] == ("seconds",)

@@ -1,14 +1,29 @@
-"""Workflows: activate with a generated settings form and a schedule picker, webhook URL and
+"""Workflows: the workflow's picture, activate with a generated settings form and a schedule
+picker (each problem shown under its field, nothing saved while one is left), webhook URL and
 secret (shown once), pause / resume / deactivate, version history with rollback."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import streamlit as st
 
 from agency.errors import AgencyError
-from portal.components import acting_client, friendly_errors, model_form, principal, settings
+from portal.components import (
+    acting_client,
+    friendly_errors,
+    model_form,
+    principal,
+    settings,
+    show_field_errors,
+)
+from portal.components.chains import chain_list
 from portal.components.credential_picker import credential_pickers
+from portal.components.deliveries import delivery_list
+from portal.components.workflow_graph import workflow_graph
 from services import workspace
+from services.activation_form import CRON, TIMEZONE, form_errors
+from services.workflow_picture import pictures
 
 PRESETS = {
     "Every day at 07:00": "0 7 * * *",
@@ -44,6 +59,10 @@ with friendly_errors():
             st.rerun()
     else:
         st.markdown("**Status:** not active")
+    # the last run is read only for an activation (a workflow never activated has none)
+    drawn = pictures(s, who, [workflow], client, runs_of=[workflow] if act else []).get(workflow)
+    if drawn is not None:
+        workflow_graph(drawn)
 
     st.subheader("Settings")
     values = act.settings if act else {}
@@ -54,9 +73,12 @@ with friendly_errors():
         else manifest.client_fields()
     )
     data = {k: values[k] for k in manifest.agency_fields if k in values and not who.is_agency}
-    data |= model_form(manifest.settings_model, key=f"wf.{workflow}", values=values, only=shown)
+    slots: dict[str, Any] = {}  # a place under each field for its problems
+    data |= model_form(
+        manifest.settings_model, key=f"wf.{workflow}", values=values, only=shown, slots=slots
+    )
     stored = [(c.kind, c.name) for c in workspace.credentials(s, who, client)]
-    data |= credential_pickers(manifest, stored, values, key=f"wf.{workflow}")
+    data |= credential_pickers(manifest, stored, values, key=f"wf.{workflow}", slots=slots)
 
     st.subheader("Schedule")
     preset_names = list(PRESETS)
@@ -71,16 +93,38 @@ with friendly_errors():
     cron = PRESETS[preset]
     if cron is None:
         cron = st.text_input("Cron expression", value=existing or "", key="wf.cron")
+        slots[CRON] = st.empty()
     timezone = st.text_input("Time zone", value=tz_default, key="wf.timezone")
-    if cron:
+    slots[TIMEZONE] = st.empty()
+    preview, general = st.empty(), st.empty()
+    label = "Save changes" if act and act.status != "inactive" else "Activate"
+    pressed = st.button(label, type="primary", key="wf.activate")
+    tried = f"wf.tried.{workflow}"
+    if pressed:
+        st.session_state[tried] = True
+    # once the person pressed the button, each problem stays under its field until corrected
+    errors = (
+        form_errors(workflow, data, cron or None, timezone) if tried in st.session_state else {}
+    )
+    elsewhere = show_field_errors(slots, errors)
+    if cron and CRON not in errors and TIMEZONE not in errors:
         try:
             upcoming = workspace.schedule_preview(cron, timezone)
-            st.caption("Next runs: " + " · ".join(f"{t:%a %d %b %H:%M}" for t in upcoming))
+            preview.caption("Next runs: " + " · ".join(f"{t:%a %d %b %H:%M}" for t in upcoming))
         except AgencyError as exc:
-            st.warning(str(exc))
-    label = "Save changes" if act and act.status != "inactive" else "Activate"
-    if st.button(label, type="primary", key="wf.activate"):
+            preview.warning(str(exc))
+    if errors:
+        fields = manifest.settings_model.model_fields
+        general.error(
+            "Nothing was saved: correct the fields marked above."
+            + "".join(
+                f"\n\n{(fields[n].title if n in fields else None) or n}: {' '.join(p)}"
+                for n, p in elsewhere.items()
+            )
+        )
+    elif pressed:
         view = workspace.activate_workflow(s, who, workflow, data, cron or None, timezone, client)
+        del st.session_state[tried]
         st.session_state["wf.notice"] = f"{manifest.title} is active (version {view.version})."
         st.rerun()
     notice = st.session_state.pop("wf.notice", None)
@@ -96,6 +140,7 @@ with friendly_errors():
             if hook is not None:
                 st.code(hook.url, language=None)
                 st.caption(f"Verifier: {hook.verifier} · active: {hook.active}")
+                delivery_list(workspace.list_deliveries(s, who, workflow, client))
                 if st.button("Rotate secret", key="wf.rotate"):
                     secret = workspace.rotate_webhook_secret(s, who, workflow, client)
                     st.warning("Copy this secret now: it will not be shown again.")
@@ -112,6 +157,7 @@ with friendly_errors():
                     st.warning("Copy this secret now: it will not be shown again.")
                     st.code(secret.secret, language=None)
 
+    chain_list(s, who, titles, client)
     versions = workspace.history(s, who, workflow, client)
     if versions:
         st.subheader("Version history")
