@@ -138,12 +138,15 @@ def install_notifications_sweep(settings: Settings | None = None) -> str:
 
 
 def install_platform_flows(settings: Settings | None = None) -> None:
-    """Install the platform's own deployments: the health check and the notifications sweep."""
+    """Install the platform's own deployments: the health check, the notifications sweep, the
+    long-waits check and the rollout tick."""
     install_health_check(settings)
     install_notifications_sweep(settings)
+    from services.rollout_flow import install_rollout_tick
     from services.waits_flow import install_waits_check
 
     install_waits_check(settings)
+    install_rollout_tick(settings)
 
 
 def _wait_healthy(url: str, supervisor: Supervisor, timeout: float = 90) -> None:
@@ -274,7 +277,8 @@ def run_stack(settings: Settings) -> int:
             stdout=subprocess.DEVNULL,
         ).returncode:
             print(
-                "warning: the credential health check or notifications sweep not installed",
+                "warning: a platform flow (health check, notifications sweep, long waits, "
+                "rollout tick) not installed",
                 file=sys.stderr,
             )
         step(f"work pool {settings.work_pool} and the daily credential health check ready")

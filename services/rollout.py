@@ -6,7 +6,8 @@ then compares their failure rate with that of the clients still on the previous 
 same window: worse by more than ``margin`` halts the rollout and moves the canary clients back;
 otherwise the other clients follow. ``tick`` does that evaluation; the CLI's
 ``agency rollout tick`` and a periodic Prefect flow call it. The agency hears of every outcome
-through a log line and the audit log.
+through a log line and the audit log, and of each decision of a canary (continued or halted) by
+one email to agency staff and ``AGENCY_NOTIFY_AGENCY_EMAILS`` through the notice relay.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from agency.errors import AgencyError, InputInvalid, NotFound
 from agency.settings import Settings
 from services.activations import activate
 from services.audit import audit
+from services.notifications.delivery import agency_recipients
+from services.notifier import Notice, NoticeFailed, send_notice
 from services.releases import find_release
 
 logger = logging.getLogger("agency.rollout")
@@ -310,7 +313,49 @@ def _evaluate(settings: Settings, rollout_id: int, actor: str) -> RolloutView | 
         row.detail = {**row.detail, **figures, **({"refused": refused} if refused else {})}
         _announce(session, row, action, text, actor)
         session.flush()
-        return _view(session, row)
+        view = _view(session, row)
+    _tell_agency(settings, view, text)
+    return view
+
+
+def _tell_agency(settings: Settings, view: RolloutView, text: str) -> None:
+    """Email the agency one message about a canary's decision; a relay failure is logged and
+    recorded on the rollout (``detail.notice``), never undoes the decision."""
+    verb = "halted" if view.status == "halted" else "continued"
+    lines = [
+        f"The canary of release {view.to_release} of '{view.workflow}' was {verb}.",
+        "",
+        text[:1].upper() + text[1:] + ".",
+        "",
+        *(f"{key}: {view.detail[key]}" for key in _FIGURES if key in view.detail),
+        *(f"refused for {slug}: {why}" for slug, why in view.detail.get("refused", {}).items()),
+        "",
+        f"agency rollout status {view.workflow}",
+    ]
+    if view.status == "halted":
+        lines.append(f"agency rollout resume {view.workflow}   (evaluate it again)")
+    with session_scope(settings.platform_database_url) as session:
+        to = agency_recipients(session, settings, "rollout")
+    notice = Notice.of(to, f"Rollout of {view.workflow} {verb}", "\n".join(lines) + "\n")
+    try:
+        outcome = send_notice(settings, notice, target=f"rollout/{view.id}")
+    except NoticeFailed as exc:
+        logger.warning("rollout %s of %s: agency not emailed: %s", view.id, view.workflow, exc)
+        outcome = "failed"
+    with session_scope(settings.platform_database_url) as session:
+        row = session.get(Rollout, view.id)
+        if row is not None:
+            row.detail = {**row.detail, "notice": outcome}
+
+
+_FIGURES = (
+    "canary_runs",
+    "canary_failed",
+    "canary_failure_rate",
+    "baseline_runs",
+    "baseline_failed",
+    "baseline_failure_rate",
+)
 
 
 def _latest(session: Session, workflow: str) -> Rollout:

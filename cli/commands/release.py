@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
 import typer
@@ -15,12 +16,27 @@ release_app = typer.Typer(help="Releases of a workflow's code.", no_args_is_help
 @clear_errors
 def create_cmd(
     workflow: Annotated[str, typer.Argument(help="Workflow slug, e.g. daily_digest.")],
+    from_worktree: Annotated[
+        bool,
+        typer.Option(
+            "--from-worktree",
+            help="Take the files on disk, uncommitted changes included (trials and tests).",
+        ),
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the release as one JSON object.")
+    ] = False,
 ) -> None:
     """Snapshot the workflow's code at git HEAD into the release store (refuses uncommitted
     changes to the files it needs); the same code gives the same release."""
     from services.releases import create_release
 
-    made = create_release(ready_settings(), workflow, source="git", actor="cli")
+    source = "worktree" if from_worktree else "git"
+    made = create_release(ready_settings(), workflow, source=source, actor="cli")
+    if as_json:
+        fields = ("workflow", "digest", "short", "workflow_version", "source", "commit", "files")
+        typer.echo(json.dumps({name: getattr(made, name) for name in fields}))
+        return
     took = f" in {made.seconds:.2f}s" if made.seconds is not None else " (already stored)"
     typer.echo(
         f"release {made.short} of {made.workflow} {made.workflow_version}: "

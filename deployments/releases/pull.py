@@ -3,15 +3,19 @@ flow-run process before any project code is imported).
 
 A deployment of a pinned activation runs ``enter_release`` (make the folder, change into it,
 put it first on ``sys.path``), then, for S3, prefect-aws's ``pull_from_s3``, then
-``verify_release`` (the folder's content digest must equal the pinned one).
+``verify_release`` (the folder's content digest must equal the pinned one). A template
+deployment of prefect.yaml names one step, ``run_release_steps``, that runs the steps its push
+step got from the store (they differ between stores).
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def enter_release(directory: str) -> dict[str, str]:
@@ -40,4 +44,12 @@ def verify_release(directory: str, digest: str) -> dict[str, str]:
     return {"directory": directory, "digest": digest}
 
 
-__all__ = ["enter_release", "verify_release"]
+def run_release_steps(steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """Run a release store's pull steps in order (``{"fully.qualified.step": {inputs}}`` each,
+    as :func:`deployments.releases.steps.push_release` returns them); returns their outputs."""
+    from prefect.deployments.steps.core import run_steps
+
+    return asyncio.run(run_steps(steps))
+
+
+__all__ = ["enter_release", "run_release_steps", "verify_release"]
