@@ -96,12 +96,23 @@ def test_connect_and_deny_in_the_browser(
                 assert _stored(w.client_a) is None
 
                 # approve: "Connected as ..." where the user started, through a new link (the
-                # used one is refused); wait until the page has re-rendered with it
-                expect(connect).not_to_have_attribute("href", first_link or "")
+                # used one is refused). Click exactly that new link once the re-run has finished:
+                # a negated expect passes while the row is briefly absent mid-render
+                idle = page.locator("[data-testid='stApp'][data-test-script-state='notRunning']")
+                fresh = google.locator("a", has_text="Connect").and_(
+                    google.locator(f"a:not([href='{first_link}'])")
+                )
+                fresh.wait_for()
+                idle.wait_for()
+                new_link = fresh.get_attribute("href")
+                assert new_link and new_link != first_link
                 started = time.perf_counter()
                 with page.context.expect_page() as opened:
-                    connect.click()
+                    google.locator(f"a[href='{new_link}']").click()
                 provider = opened.value
+                consent_or_refusal = provider.locator("#email").or_(provider.locator("#outcome"))
+                consent_or_refusal.wait_for()
+                assert provider.locator("#email").count() == 1, provider.inner_text("body")
                 provider.locator("#email").fill("boss@acme.com")
                 provider.locator("#approve").click()
                 expect(provider.locator("#outcome")).to_have_text(
