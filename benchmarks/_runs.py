@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from contextlib import suppress
 from pathlib import Path
 
@@ -22,7 +22,8 @@ def _cpu(pid: int) -> float:
     return sum(int(f) for f in fields[11:15]) / _TICKS
 
 
-def _tree(pid: int) -> list[int]:
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its live descendants."""
     pids, todo = [], [pid]
     while todo:
         current = todo.pop()
@@ -38,7 +39,7 @@ def _tree(pid: int) -> list[int]:
 def tree_cpu(pid: int) -> float:
     """CPU seconds of ``pid`` and all its descendants, live or reaped."""
     # a live process's reaped children are in its own figure; live ones are added here
-    return sum(_cpu(p) for p in _tree(pid))
+    return sum(_cpu(p) for p in process_tree(pid))
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -85,6 +86,32 @@ def start_worker(pool: str, kind: str, limit: int, log: Path) -> subprocess.Pope
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
         env={**os.environ, "PYTHONPATH": str(Path.cwd()), "PREFECT_LOGGING_LEVEL": "INFO"},
+    )
+
+
+def start_agency_worker(
+    pool: str,
+    limit: int,
+    log: Path,
+    *,
+    project: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """``agency worker --pool POOL --limit LIMIT`` (the prefork worker as the product runs it,
+    polling every second) started in ``project`` (default: the current directory, the project
+    root) with ``project`` on its ``PYTHONPATH``, logging at INFO to ``log``; ``env`` replaces
+    the environment it inherits."""
+    project = project or Path.cwd()
+    return subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "worker", "--pool", pool, "--limit", str(limit)],
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        cwd=project,
+        env={
+            **(os.environ if env is None else env),
+            "PYTHONPATH": str(project),
+            "PREFECT_LOGGING_LEVEL": "INFO",
+        },
     )
 
 

@@ -34,7 +34,6 @@ import io
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -45,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._prefect import prefect_server
-from benchmarks._runs import _tree, stop_workers
+from benchmarks._runs import process_tree, start_agency_worker, stop_workers
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 CLIENT = "bench"
@@ -110,7 +109,7 @@ def _pss_kb(pid: int) -> int:
 
 def footprint(pid: int) -> Footprint:
     """The worker ``pid`` and its descendants: how many, and their PSS in MB."""
-    pids = [p for p in _tree(pid) if Path(f"/proc/{p}").exists()]
+    pids = [p for p in process_tree(pid) if Path(f"/proc/{p}").exists()]
     return Footprint(len(pids), sum(_pss_kb(p) for p in pids) / 1024)
 
 
@@ -129,17 +128,6 @@ def _settled(pid: int, stable_s: float = 3.0, limit_s: float = 90.0) -> Footprin
 
 def _loadavg() -> str:
     return "/".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-def start_worker(pool: str, limit: int, log: Path) -> subprocess.Popen[bytes]:
-    """``agency worker --pool POOL --limit LIMIT`` (it execs Prefect's worker in place)."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "worker", "--pool", pool, "--limit", str(limit)],
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-        cwd=PROJECT_DIR,
-        env={**os.environ, "PYTHONPATH": str(PROJECT_DIR)},
-    )
 
 
 def _wait_registered(pool: str, proc: subprocess.Popen[bytes], timeout: float = 90) -> None:
@@ -241,7 +229,8 @@ def phase(
     from prefect.deployments import run_deployment
 
     pool = f"bench-waits-{name}"
-    worker = start_worker(pool, args.waiting, project.parent / f"{name}-worker.log")
+    log = project.parent / f"{name}-worker.log"
+    worker = start_agency_worker(pool, args.waiting, log, project=PROJECT_DIR)
     figures: dict[str, float] = {}
     try:
         _wait_registered(pool, worker)

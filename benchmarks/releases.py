@@ -32,7 +32,6 @@ import io
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from contextlib import redirect_stdout
@@ -41,7 +40,7 @@ from typing import Any
 from uuid import UUID
 
 from benchmarks._prefect import prefect_server
-from benchmarks._runs import create_pools, stop_workers
+from benchmarks._runs import create_pools, start_agency_worker, stop_workers
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 WORKFLOW = "event_archive"
@@ -102,27 +101,6 @@ def _wait_log(log: Path, text: str, timeout: float) -> None:
         time.sleep(0.5)
 
 
-def _start_worker(project: Path, home: Path, db_url: str, log: Path) -> subprocess.Popen[bytes]:
-    """``agency worker --pool POOL --limit 4`` from the clone ``project`` (so the bytecode
-    caches its default template writes stay there), logging at INFO to ``log``."""
-    # Python's default: runs write bytecode caches (into the release folder)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    env = {
-        **env,
-        "PYTHONPATH": str(project),
-        "PREFECT_LOGGING_LEVEL": "INFO",
-        "AGENCY_HOME": str(home),
-        "AGENCY_DATABASE_URL": db_url,
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "worker", "--pool", POOL, "--limit", "4"],
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-        env=env,
-        cwd=project,
-    )
-
-
 def _timed_run(deployment_id: UUID) -> float:
     """Run once and wait; seconds from the run's creation to its COMPLETED state."""
     from prefect.client.orchestration import get_client
@@ -154,7 +132,14 @@ def _prefork(settings: Any, releases: list[Any], warm: int, work: Path) -> dict[
             view = activate(settings, f"bench-{name}", WORKFLOW, {}, None, release=release.short)
         deployments[name] = UUID(str(view.deployment_id))
     log = work / "worker.log"
-    worker = _start_worker(settings.project_dir, settings.home, settings.platform_database_url, log)
+    # from the clone, so the bytecode caches its default template writes stay there; Python's
+    # default, so runs write bytecode caches (into the release folder)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env |= {
+        "AGENCY_HOME": str(settings.home),
+        "AGENCY_DATABASE_URL": settings.platform_database_url,
+    }
+    worker = start_agency_worker(POOL, 4, log, project=settings.project_dir, env=env)
     try:
         _wait_log(log, "ready (pid", 120)  # the pool's default template, warmed at start
         time.sleep(2)
